@@ -1,0 +1,18 @@
+"""Spatial autoencoder, Baur et al. 2018 Table 1 "sAE".
+
+Variants: ``default`` = sAE3 (16x16x64 bottleneck at 256 input; 16x16 at 128 too, ratio 1/8),
+``sae1`` = sAE1 (8x8x64 at 256: ratio 1/32, so 4x4x64 at 128), and ``smoke`` (tiny shapes).
+"""
+
+import dataclasses
+
+from jaxuad.config import Config, ModelConfig, apply_variant
+
+
+def get_config(variant: str = "default") -> Config:
+    config = Config(model=ModelConfig(name="sae"))
+    if variant == "sae1":
+        return dataclasses.replace(
+            config, model=dataclasses.replace(config.model, bottleneck_res=4)
+        )
+    return apply_variant(config, variant)

@@ -1,0 +1,234 @@
+"""Typed, frozen configuration for every stage of jaxuad.
+
+A config is a tree of frozen dataclasses. ``configs/<model>.py`` files build one with
+``get_config(variant)``; command lines override single values with ``--set section.key=value``.
+Library code only ever receives these typed objects, never loose dicts; a run directory stores
+the resolved config as ``config.json`` so a later ``jaxuad-restore`` sees exactly what trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how volumes become 2D model inputs."""
+
+    path: str | None = None  # BIDS-like folder or CSV manifest; None = phantom healthy cohort
+    modality: str = "T1w"  # T1w | T2w | FLAIR
+    normalization: str = "minmax"  # minmax: [0,1] in brain (Baur); zscore: (Chen), bg -3.5
+    slices: str = "brain"  # brain: slices with >= min_brain_fraction brain; middle: n_slices
+    min_brain_fraction: float = 0.1  # fraction of the slice's pixels that are brain
+    n_slices: int = 20  # for slices="middle": consecutive axial slices around the brain centre
+    image_size: int = 128  # model input is image_size x image_size
+    fit: str = "pad"  # pad: centre-pad (crop if larger); resize: scale to fit, then pad
+    phantom_n_healthy: int = 16  # subjects generated when path is None
+    phantom_seed: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture. Encoder and decoder sizes are shared by every Baur variant."""
+
+    name: str = "svae"  # registry key: dae | sae | dvae | svae (fixes dense/spatial, AE/VAE)
+    features: tuple[int, ...] = (32, 64, 128, 256)  # conv channels, one stride-2 stage each
+    kernel_size: int = 5
+    z_dim: int = 512  # dense bottleneck size
+    z_channels: int = 64  # spatial bottleneck channels
+    bottleneck_res: int = 16  # spatial bottleneck is bottleneck_res^2 x z_channels
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation. Defaults follow Baur et al. 2018: Adam 1e-3, batch 8, 150 epochs."""
+
+    epochs: int = 150
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    kl_weight: float = 1.0  # weight of KL(q(z|x) || N(0, I)) against the summed L1 term
+    log_every: int = 50  # steps between metric fetches (and NaN checks)
+    checkpoint_every: int = 500  # steps between checkpoints (a final one is always written)
+    keep_checkpoints: int = 3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    """Turning images into pseudo-healthy restorations."""
+
+    method: str = "reconstruction"
+    batch_size: int = 32  # slices per compiled call
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Post-processing and thresholds (Baur et al. 2018, Sec. 3.1)."""
+
+    median_size: int = 5  # 3D median filter edge, 0 or 1 disables it
+    erosion_iterations: int = 3  # brain-mask erosion before thresholding
+    min_component_size: int = 6  # 3D components with fewer voxels are removed
+    connectivity: int = 26  # 6 | 26
+    percentile: float = 98.0  # threshold = this percentile of healthy residuals
+    positive_only: bool = False  # keep only residuals where input > restoration
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    restore: RestoreConfig = field(default_factory=RestoreConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+class ConfigError(ValueError):
+    """A config file, override or stored config.json that cannot be used."""
+
+
+def _coerce(text: str, tp: Any, where: str) -> Any:
+    """Parses the string ``text`` as a value of annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(text, inner, where)
+    if origin is tuple:
+        items = [t for t in text.strip("()[] ").split(",") if t.strip()]
+        return tuple(_coerce(t.strip(), args[0], where) for t in items)
+    if tp is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {text!r}")
+    try:
+        return tp(text)
+    except ValueError as e:
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {text!r}") from e
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def override(config: Config, assignments: list[str]) -> Config:
+    """Applies ``section.key=value`` assignments, parsing each value by its declared type."""
+    for item in assignments:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=5")
+        key, text = item.split("=", 1)
+        section_name, name = key.split(".", 1)
+        if section_name not in _field_types(Config):
+            raise ConfigError(
+                f"--set {item!r}: unknown section {section_name!r}; "
+                f"sections are {', '.join(_field_types(Config))}"
+            )
+        section = getattr(config, section_name)
+        types_ = _field_types(type(section))
+        if name not in types_:
+            raise ConfigError(
+                f"--set {item!r}: {section_name} has no key {name!r}; keys are {', '.join(types_)}"
+            )
+        value = _coerce(text, types_[name], f"--set {item}")
+        config = dataclasses.replace(
+            config, **{section_name: dataclasses.replace(section, **{name: value})}
+        )
+    return config
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def from_dict(d: dict) -> Config:
+    """Rebuilds a Config from :func:`to_dict` output, rejecting unknown keys."""
+    sections = {}
+    for name, tp in _field_types(Config).items():
+        values = dict(d.get(name, {}))
+        types_ = _field_types(tp)
+        unknown = set(values) - set(types_)
+        if unknown:
+            raise ConfigError(f"config section {name!r} has unknown keys {sorted(unknown)}")
+        for k, v in values.items():
+            if typing.get_origin(types_[k]) is tuple and v is not None:
+                values[k] = tuple(v)
+        sections[name] = tp(**values)
+    return Config(**sections)
+
+
+def save_json(config: Config, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+
+
+def load_json(path: str | Path) -> Config:
+    try:
+        return from_dict(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from e
+
+
+def configs_dir() -> Path:
+    """The repository's ``configs/`` folder (jaxuad is installed editable from a checkout)."""
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def available_models() -> list[str]:
+    return sorted(p.stem for p in configs_dir().glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_config(model: str, variant: str = "default") -> Config:
+    """Loads ``configs/<model>.py`` (or a path to such a file) and calls ``get_config(variant)``."""
+    path = Path(model) if model.endswith(".py") else configs_dir() / f"{model}.py"
+    if not path.is_file():
+        raise ConfigError(
+            f"no config for model {model!r} (looked for {path}); "
+            f"available: {', '.join(available_models())}"
+        )
+    spec = importlib.util.spec_from_file_location(f"jaxuad_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(variant)
+    if not isinstance(config, Config):
+        raise ConfigError(f"{path}: get_config must return jaxuad.config.Config")
+    return config
+
+
+def smoke(config: Config) -> Config:
+    """Shrinks a config to seconds-scale runs for tests: 32x32 inputs, tiny channels."""
+    r = dataclasses.replace
+    res = max(1, config.model.bottleneck_res * 32 // config.data.image_size)
+    return r(
+        config,
+        data=r(
+            config.data, image_size=32, fit="resize", phantom_n_healthy=2, min_brain_fraction=0.3
+        ),
+        model=r(
+            config.model,
+            features=(8, 16, 16, 16),
+            kernel_size=3,
+            z_dim=16,
+            z_channels=4,
+            bottleneck_res=res,
+        ),
+        train=r(config.train, epochs=1, batch_size=4, log_every=5, checkpoint_every=10),
+        restore=r(config.restore, batch_size=8),
+    )
+
+
+def apply_variant(config: Config, variant: str) -> Config:
+    """``default`` or ``smoke``; model files may handle their own variants first."""
+    if variant == "default":
+        return config
+    if variant == "smoke":
+        return smoke(config)
+    raise ConfigError(f"unknown variant {variant!r} (default | smoke)")

@@ -1,0 +1,36 @@
+"""Data: NIfTI I/O and validation, normalisation, slicing, batching and the brain phantom."""
+
+from jaxuad.data.dataset import MODALITIES, Subject, discover
+from jaxuad.data.nifti import DataError, Volume, load_volume, read_nifti, write_nifti_like
+from jaxuad.data.slices import (
+    VolumeSlices,
+    batch_indices,
+    epoch_order,
+    prefetch,
+    slice_volume,
+    stack_images,
+)
+
+__all__ = [
+    "MODALITIES",
+    "DataError",
+    "Subject",
+    "Volume",
+    "VolumeSlices",
+    "batch_indices",
+    "discover",
+    "epoch_order",
+    "iter_volumes",
+    "load_volume",
+    "prefetch",
+    "read_nifti",
+    "slice_volume",
+    "stack_images",
+    "write_nifti_like",
+]
+
+
+def iter_volumes(path, modality: str = "T1w"):
+    """Yields validated :class:`Volume` objects for every subject under ``path``."""
+    for s in discover(path, modality):
+        yield load_volume(s.id, s.image, s.brainmask, s.lesion)

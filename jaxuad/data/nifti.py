@@ -1,0 +1,103 @@
+"""NIfTI reading with validation, and atomic writing that keeps the input's grid.
+
+Every problem with an input file raises :class:`DataError` whose message starts with the
+file's path, so the command lines can print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+class DataError(ValueError):
+    """An input file or folder that cannot be used; the message names it and the problem."""
+
+
+@dataclass(frozen=True)
+class Volume:
+    """One subject's co-registered volumes, validated against each other."""
+
+    subject: str
+    image: np.ndarray  # [X, Y, Z] float32
+    brainmask: np.ndarray  # [X, Y, Z] bool
+    lesion: np.ndarray | None  # [X, Y, Z] bool, or None when the subject has no lesion mask
+    affine: np.ndarray  # [4, 4]
+    header: nib.Nifti1Header
+
+
+def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
+    """Reads a 3D NIfTI volume as float32 (scaling applied) with its affine and header.
+
+    Raises:
+      DataError: the file is missing, does not decode, is not 3D, or holds non-finite values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    except Exception as e:  # nibabel raises many types for corrupt files
+        raise DataError(f"{path}: cannot decode as NIfTI ({type(e).__name__}: {e})") from e
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DataError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        n = int(np.size(data) - np.isfinite(data).sum())
+        raise DataError(f"{path}: {n} non-finite voxel values (NaN or inf)")
+    return data, np.asarray(img.affine, dtype=np.float64), img.header
+
+
+def _check_same_grid(ref: Path, ref_data, ref_affine, other: Path, data, affine) -> None:
+    if data.shape != ref_data.shape:
+        raise DataError(f"{other}: shape {data.shape} differs from {ref.name} {ref_data.shape}")
+    if not np.allclose(affine, ref_affine, atol=1e-3):
+        raise DataError(f"{other}: affine differs from {ref.name}'s; volumes must be co-registered")
+
+
+def read_mask(path: Path, ref: Path, ref_data, ref_affine) -> np.ndarray:
+    data, affine, _ = read_nifti(path)
+    _check_same_grid(ref, ref_data, ref_affine, path, data, affine)
+    return data > 0.5
+
+
+def load_volume(subject: str, image: Path, brainmask: Path, lesion: Path | None) -> Volume:
+    """Loads and cross-checks one subject's image, brain mask and optional lesion mask."""
+    data, affine, header = read_nifti(image)
+    mask = read_mask(Path(brainmask), Path(image), data, affine)
+    if not mask.any():
+        raise DataError(f"{brainmask}: brain mask is empty")
+    les = read_mask(Path(lesion), Path(image), data, affine) if lesion is not None else None
+    return Volume(subject, data, mask, les, affine, header)
+
+
+def write_nifti_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
+    """Writes ``array`` on ``ref``'s grid (same affine and qform/sform), atomically.
+
+    Boolean arrays are stored as uint8 masks, everything else as float32. The file appears
+    under its final name only once it is complete, so a killed run leaves no partial output.
+    """
+    path = Path(path)
+    if array.shape != ref.image.shape:
+        raise ValueError(f"{path}: array shape {array.shape} != reference {ref.image.shape}")
+    dtype = np.uint8 if array.dtype == bool else np.float32
+    header = ref.header.copy()
+    header.set_data_dtype(dtype)
+    img = nib.Nifti1Image(array.astype(dtype), ref.affine, header)
+    img.header.set_slope_inter(1.0, 0.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="".join(path.suffixes))
+    os.close(fd)
+    try:
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,107 @@
+"""Intensity normalisation, axial slice selection and the slice <-> model-input geometry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from jaxuad.data.nifti import DataError
+
+ZSCORE_BACKGROUND = -3.5  # Chen et al. 2019 set the background to -3.5 after z-scoring
+
+
+def background_value(normalization: str) -> float:
+    return ZSCORE_BACKGROUND if normalization == "zscore" else 0.0
+
+
+def normalize(image: np.ndarray, brainmask: np.ndarray, method: str) -> np.ndarray:
+    """Normalises intensities inside the brain mask.
+
+    * ``minmax`` (Baur et al. 2018): ``(x - min) / (max - min)`` over brain voxels, 0 outside.
+    * ``zscore`` (Chen et al. 2019): zero mean, unit variance over brain voxels, -3.5 outside.
+    """
+    brain = image[brainmask]
+    if method == "minmax":
+        lo, hi = float(brain.min()), float(brain.max())
+        out = (image - lo) / max(hi - lo, 1e-8)
+    elif method == "zscore":
+        out = (image - brain.mean()) / max(float(brain.std()), 1e-8)
+    else:
+        raise ValueError(f"unknown normalization {method!r} (minmax | zscore)")
+    return np.where(brainmask, out, background_value(method)).astype(np.float32)
+
+
+def select_slices(brainmask: np.ndarray, mode: str, min_fraction: float, n: int) -> np.ndarray:
+    """Indices along the third (axial) axis of the slices to use.
+
+    ``brain``: slices whose brain area is at least ``min_fraction`` of the slice.
+    ``middle``: ``n`` consecutive slices centred on the middle of the brain's axial extent
+    (Baur et al. took 20 consecutive slices around the midline).
+    """
+    area = brainmask.mean(axis=(0, 1))
+    if mode == "brain":
+        idx = np.flatnonzero(area >= min_fraction)
+    elif mode == "middle":
+        present = np.flatnonzero(area > 0)
+        centre = (present[0] + present[-1]) // 2
+        start = int(np.clip(centre - n // 2, 0, brainmask.shape[2] - n))
+        idx = np.arange(start, start + min(n, brainmask.shape[2]))
+    else:
+        raise ValueError(f"unknown slice selection {mode!r} (brain | middle)")
+    return idx
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Maps [h, w] volume slices to [size, size] model inputs and back.
+
+    ``pad`` centres the slice in the model frame (the MNI 2 mm slice 91x109 fits in 128).
+    ``resize`` scales it (linear interpolation) so its longer side fills the frame, then pads.
+    """
+
+    shape: tuple[int, int]
+    size: int
+    fit: str = "pad"
+
+    @property
+    def scaled(self) -> tuple[int, int]:
+        if self.fit == "pad":
+            return self.shape
+        s = self.size / max(self.shape)
+        return (round(self.shape[0] * s), round(self.shape[1] * s))
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        h, w = self.scaled
+        return ((self.size - h) // 2, (self.size - w) // 2)
+
+    def validate(self, where: str) -> None:
+        if self.fit not in ("pad", "resize"):
+            raise ValueError(f"unknown fit {self.fit!r} (pad | resize)")
+        if self.fit == "pad" and max(self.shape) > self.size:
+            raise DataError(
+                f"{where}: slices of {self.shape} do not fit in {self.size}x{self.size}; "
+                "use --set data.fit=resize or a larger data.image_size"
+            )
+
+    def to_model(self, slices: np.ndarray, fill: float) -> np.ndarray:
+        """[n, h, w] -> [n, size, size]."""
+        if self.fit == "resize":
+            h, w = self.scaled
+            z = (1, h / self.shape[0], w / self.shape[1])
+            slices = ndimage.zoom(slices, z, order=1, grid_mode=True, mode="nearest")
+        out = np.full((slices.shape[0], self.size, self.size), fill, np.float32)
+        (top, left), (h, w) = self.offset, self.scaled
+        out[:, top : top + h, left : left + w] = slices
+        return out
+
+    def to_volume(self, frames: np.ndarray) -> np.ndarray:
+        """[n, size, size] -> [n, h, w], the inverse of :meth:`to_model` on the slice area."""
+        (top, left), (h, w) = self.offset, self.scaled
+        out = frames[:, top : top + h, left : left + w]
+        if self.fit == "resize":
+            z = (1, self.shape[0] / h, self.shape[1] / w)
+            out = ndimage.zoom(out, z, order=1, grid_mode=True, mode="nearest")
+        return out.astype(np.float32)

@@ -1,0 +1,106 @@
+"""Volumes <-> stacks of 2D model inputs, keeping the way back to each volume's grid."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jaxuad.config import DataConfig
+from jaxuad.data.nifti import Volume
+from jaxuad.data.preprocess import (
+    SliceGeometry,
+    background_value,
+    normalize,
+    select_slices,
+)
+
+
+@dataclass(frozen=True)
+class VolumeSlices:
+    """One volume's selected axial slices in model space, and how to put them back."""
+
+    volume: Volume
+    images: np.ndarray  # [n, S, S, 1] float32, normalised
+    masks: np.ndarray  # [n, S, S, 1] float32 brain mask (0 in the padding)
+    index: np.ndarray  # [n] axial slice indices into the volume
+    geometry: SliceGeometry
+    normalization: str  # minmax | zscore
+
+    @property
+    def fill(self) -> float:
+        """Background value of the normalised image."""
+        return background_value(self.normalization)
+
+    def to_volume(self, frames: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Model-space frames [n, S, S(, 1)] back to a volume on the input grid.
+
+        Axial slices that were not selected are set to ``fill``.
+        """
+        frames = np.asarray(frames).reshape(frames.shape[0], *frames.shape[1:3])
+        out = np.full(self.volume.image.shape, fill, np.float32)
+        out[:, :, self.index] = np.moveaxis(self.geometry.to_volume(frames), 0, -1)
+        return out
+
+    def normalized_volume(self) -> np.ndarray:
+        """The whole normalised input volume, on the input grid."""
+        return normalize(self.volume.image, self.volume.brainmask, self.normalization)
+
+
+def slice_volume(volume: Volume, cfg: DataConfig) -> VolumeSlices:
+    """Normalises a volume, selects axial slices and maps them to the model frame."""
+    img = normalize(volume.image, volume.brainmask, cfg.normalization)
+    idx = select_slices(volume.brainmask, cfg.slices, cfg.min_brain_fraction, cfg.n_slices)
+    geometry = SliceGeometry(volume.image.shape[:2], cfg.image_size, cfg.fit)
+    geometry.validate(volume.subject)
+    fill = background_value(cfg.normalization)
+    stack = np.moveaxis(img[:, :, idx], -1, 0)
+    mstack = np.moveaxis(volume.brainmask[:, :, idx].astype(np.float32), -1, 0)
+    images = geometry.to_model(stack, fill)[..., None]
+    masks = (geometry.to_model(mstack, 0.0) > 0.5).astype(np.float32)[..., None]
+    return VolumeSlices(volume, images, masks, idx, geometry, cfg.normalization)
+
+
+def stack_images(items: Sequence[VolumeSlices]) -> np.ndarray:
+    """All selected slices of a cohort as one [N, S, S, 1] array."""
+    return np.concatenate([v.images for v in items], axis=0)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of ``n`` examples in ``epoch``: a pure function of (seed, epoch).
+
+    Resuming in the middle of an epoch therefore replays exactly the same batches.
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """[steps_per_epoch, batch_size] example indices; the incomplete last batch is dropped
+    so every step has the same shape and the train step compiles once."""
+    steps = n // batch_size
+    return epoch_order(n, seed, epoch)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def prefetch(batches: Iterator[np.ndarray], size: int = 2) -> Iterator[jax.Array]:
+    """Moves batches to the device from a background thread, ``size`` ahead of the consumer,
+    so host-side gathering overlaps with the compiled step."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    sentinel = object()
+
+    def producer():
+        try:
+            for b in batches:
+                q.put(jax.device_put(b))
+        except BaseException as e:  # surfaced in the consumer
+            q.put(e)
+        q.put(sentinel)
+
+    threading.Thread(target=producer, daemon=True).start()
+    while (item := q.get()) is not sentinel:
+        if isinstance(item, BaseException):
+            raise item
+        yield item

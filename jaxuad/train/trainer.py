@@ -1,0 +1,236 @@
+"""The training driver: one loop for every model, resumable and guarded against NaNs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from jaxuad import models
+from jaxuad.config import Config, ConfigError, load_json, save_json, to_dict
+from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
+from jaxuad.train.checkpoint import Checkpoints
+from jaxuad.train.losses import loss_for
+from jaxuad.train.step import TrainState, init_state, make_optimizer, make_train_step
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient became non-finite; the last good checkpoint was kept."""
+
+
+class TrainResult(NamedTuple):
+    state: TrainState
+    steps: int
+    final_metrics: dict
+    workdir: Path
+
+
+def training_images(config: Config) -> np.ndarray:
+    """[N, S, S, 1] training slices: the data folder/manifest, or the phantom's healthy cohort."""
+    dc = config.data
+    if dc.path is None:
+        vols = (
+            s.volume(sid, dc.modality)
+            for sid, s in phantom.cohort(dc.phantom_n_healthy, dc.phantom_seed)
+        )
+    else:
+        vols = iter_volumes(dc.path, dc.modality)
+    return stack_images([slice_volume(v, dc) for v in vols])
+
+
+def build_model(config: Config, seed: int, *, abstract: bool = False):
+    """Model graph definition and initial parameters (a pure dict); with ``abstract``,
+    parameter shapes only (``nnx.eval_shape``), for restoring a checkpoint into."""
+    make = lambda: models.create(config.model, config.data.image_size, rngs=nnx.Rngs(params=seed))
+    graphdef, state = nnx.split(nnx.eval_shape(make) if abstract else make())
+    return graphdef, state.to_pure_dict()
+
+
+def _check_resume_config(stored: Config, config: Config) -> None:
+    """Resuming must not silently change the experiment; only train.epochs may differ."""
+    a, b = (
+        to_dict(stored),
+        to_dict(
+            dataclasses.replace(
+                config, train=dataclasses.replace(config.train, epochs=stored.train.epochs)
+            )
+        ),
+    )
+    diffs = [
+        f"{s}.{k}: run has {a[s][k]!r}, now {b[s][k]!r}"
+        for s in a
+        for k in a[s]
+        if a[s][k] != b[s][k]
+    ]
+    if diffs:
+        raise ConfigError("--resume with a different config:\n  " + "\n  ".join(diffs))
+
+
+def _trim_log(path: Path, last_step: int) -> None:
+    """Drops log lines written after the checkpoint we resume from (they will be redone)."""
+    if path.exists():
+        lines = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln.strip() and json.loads(ln)["step"] <= last_step
+        ]
+        path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def train(
+    config: Config,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    images: np.ndarray | None = None,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Trains ``config.model`` and writes checkpoints, ``config.json`` and ``metrics.jsonl``.
+
+    Args:
+      config: the resolved config.
+      workdir: run directory; must not hold checkpoints unless ``resume``.
+      resume: continue from the latest checkpoint; the result equals an uninterrupted run.
+      images: [N, S, S, 1] training slices; loaded from ``config.data`` when None.
+      stop_after: stop (with a checkpoint) after this global step, as a kill would; for tests.
+      progress: show a progress bar.
+
+    Raises:
+      TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tc = config.train
+    ckpt = Checkpoints(workdir, tc.keep_checkpoints)
+    start = ckpt.latest_step()
+    if start is not None and not resume:
+        raise ConfigError(
+            f"{workdir}: already holds checkpoints (step {start}); pass --resume "
+            "to continue it or choose a new --workdir"
+        )
+    if resume and (workdir / "config.json").exists():
+        _check_resume_config(load_json(workdir / "config.json"), config)
+    save_json(config, workdir / "config.json")
+
+    if images is None:
+        images = training_images(config)
+    n = images.shape[0]
+    if n < tc.batch_size:
+        raise ConfigError(f"only {n} training slices for batch size {tc.batch_size}")
+    steps_per_epoch = n // tc.batch_size
+    total = tc.epochs * steps_per_epoch
+
+    graphdef, params = build_model(config, tc.seed)
+    tx = make_optimizer(tc)
+    train_step = make_train_step(graphdef, tx, loss_for(config.model.name), tc)
+    if start is not None:
+        abstract = jax.eval_shape(lambda: init_state(params, tx))
+        state = ckpt.restore(abstract, start)
+    else:
+        state, start = init_state(params, tx), 0
+    key = jax.random.key(tc.seed + 1)
+    log_path = workdir / "metrics.jsonl"
+    _trim_log(log_path, start)
+
+    end = total if stop_after is None else min(total, stop_after)
+
+    def batches():
+        for s in range(start, end):
+            order = batch_indices(n, tc.batch_size, tc.seed, s // steps_per_epoch)
+            yield images[order[s % steps_per_epoch]]
+
+    bar = tqdm(
+        total=total,
+        initial=start,
+        unit="step",
+        disable=not progress,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        dynamic_ncols=True,
+    )
+    acc, acc_steps, t_log, last = None, 0, time.perf_counter(), {}
+
+    def flush(step: int) -> dict:
+        nonlocal acc, acc_steps, t_log
+        if acc is None:
+            return last
+        host = {k: float(v) for k, v in jax.device_get(acc).items()}
+        dt = time.perf_counter() - t_log
+        if host["finite"] < acc_steps:
+            good = ckpt.latest_step()
+            raise TrainingDiverged(
+                f"non-finite loss or gradient between steps {step - acc_steps} and {step}; "
+                f"stopped. Last good checkpoint: step {good} in {ckpt.directory}"
+            )
+        row = {
+            "step": step,
+            "epoch": step / steps_per_epoch,
+            **{k: v / acc_steps for k, v in host.items() if k != "finite"},
+            "images_per_s": acc_steps * tc.batch_size / dt,
+        }
+        with log_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_s']:.1f}")
+        acc, acc_steps, t_log = None, 0, time.perf_counter()
+        return row
+
+    def save(step: int) -> None:
+        nonlocal t_log
+        ckpt.save(step, state, to_dict(config))
+        t_log = time.perf_counter()  # keep checkpoint I/O out of images/s
+
+    step = start
+    try:
+        for batch in prefetch(batches()):
+            state, metrics = train_step(state, batch, key)
+            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+            acc_steps += 1
+            step += 1
+            bar.update(1)
+            if step % tc.log_every == 0 or step == end:
+                last = flush(step)
+            if step % tc.checkpoint_every == 0 and step != end:
+                last = flush(step)
+                save(step)
+        last = flush(step)
+        save(step)
+    except KeyboardInterrupt:
+        flush(step)  # raises TrainingDiverged rather than saving a bad state
+        save(step)
+        print(
+            f"\ninterrupted: checkpoint saved at step {step}; continue with --resume",
+            file=sys.stderr,
+        )
+        raise
+    finally:
+        bar.close()
+        ckpt.close()
+    return TrainResult(state, step, last, workdir)
+
+
+def load_run(workdir: str | Path, step: int | None = None):
+    """(config, graphdef, params) of a trained run, restored from its checkpoint."""
+    workdir = Path(workdir)
+    if not (workdir / "config.json").is_file():
+        raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
+    config = load_json(workdir / "config.json")
+    graphdef, params = build_model(config, config.train.seed, abstract=True)
+    tx = make_optimizer(config.train)
+    abstract = jax.eval_shape(lambda p: init_state(p, tx), params)
+    ckpt = Checkpoints(workdir, config.train.keep_checkpoints)
+    try:
+        if ckpt.latest_step() is None:
+            raise ConfigError(f"{workdir}: no checkpoint yet (did training start?)")
+        state = ckpt.restore(abstract, step)
+    finally:
+        ckpt.close()
+    return config, graphdef, state.params
