@@ -77,7 +77,6 @@ class EvaluateConfig:
     min_component_size: int = 6  # 3D components with fewer voxels are removed
     connectivity: int = 26  # 6 | 26
     percentile: float = 98.0  # threshold = this percentile of healthy residuals
-    positive_only: bool = False  # keep only residuals where input > restoration
 
 
 @dataclass(frozen=True)

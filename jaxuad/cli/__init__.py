@@ -1,0 +1,1 @@
+"""Thin command lines: parse arguments, build the config, call one library function."""
