@@ -71,7 +71,7 @@ def evaluate(
     data,
     healthy,
     out,
-    cfg: EvaluateConfig = EvaluateConfig(),
+    cfg: EvaluateConfig | None = None,
     *,
     modality: str | None = None,
     progress: bool = True,
@@ -80,6 +80,8 @@ def evaluate(
 
     Returns the metrics dict.
     """
+    cfg = cfg or EvaluateConfig()
+    cfg = cfg or EvaluateConfig()
     pred, out = Path(pred), Path(out)
     info_path = pred / "restore.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}

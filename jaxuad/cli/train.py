@@ -33,7 +33,8 @@ def main() -> int:
     p.add_argument(
         "--variant",
         default="default",
-        help="config variant (default: %(default)s): default = paper settings, smoke (tiny, for tests), or "
+        help="config variant (default: %(default)s): default = paper settings, "
+        "smoke = tiny, for tests, or "
         "one the model's config file defines (e.g. sae1 for sae)",
     )
     p.add_argument(
