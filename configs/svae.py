@@ -1,4 +1,4 @@
-"""Spatial VAE, Baur et al. 2018 Table 1 "sVAE": z = 16x16x64 at 256 input (same ratio at 128).
+"""Spatial VAE, Baur et al. 2018 Table 1 "sVAE": z = 16x16x64 at 256 input, 8x8x64 at 128.
 
 Variants: ``default`` (the paper's settings: Adam 1e-3, batch 8, 150 epochs) and ``smoke``
 (tiny shapes for tests).

@@ -39,11 +39,15 @@ class ModelConfig:
     """Architecture. Encoder and decoder sizes are shared by every Baur variant."""
 
     name: str = "svae"  # registry key: dae | sae | dvae | svae (fixes dense/spatial, AE/VAE)
-    features: tuple[int, ...] = (32, 64, 128, 256)  # conv channels, one stride-2 stage each
+    # Conv channels per encoder stage; the decoder mirrors them. Five stages reach Baur's
+    # smallest bottleneck (1/32 of the input: 8x8 at 256, 4x4 at 128).
+    features: tuple[int, ...] = (32, 64, 128, 256, 256)
     kernel_size: int = 5
     z_dim: int = 512  # dense bottleneck size
     z_channels: int = 64  # spatial bottleneck channels
-    bottleneck_res: int = 16  # spatial bottleneck is bottleneck_res^2 x z_channels
+    # Spatial bottleneck is bottleneck_res^2 x z_channels. Baur's sAE3/sVAE use 16x16 at 256
+    # input (1/16), which is 8x8 at 128; sAE1 uses 8x8 at 256 (1/32), 4x4 at 128.
+    bottleneck_res: int = 8
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,7 @@ def smoke(config: Config) -> Config:
         ),
         model=r(
             config.model,
-            features=(8, 16, 16, 16),
+            features=(8, 8, 16, 16, 16),
             kernel_size=3,
             z_dim=16,
             z_channels=4,

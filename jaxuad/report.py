@@ -84,3 +84,31 @@ def markdown(metrics: dict) -> str:
             f"{row['segmented_voxels']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def phantom_figure(path: Path, seed: int = 0) -> None:
+    """A healthy, an MS-like and a tumour-like phantom: T1w, T2w, FLAIR axial slices and a
+    T1w sagittal slice with the lesion outlined (the README's picture)."""
+    from jaxuad.data import phantom
+
+    subjects = [
+        ("healthy", phantom.make_subject(phantom.subject_seed(seed, "healthy", 0))),
+        ("MS-like", phantom.make_subject(phantom.subject_seed(seed, "lesion", 0), "ms")),
+        ("tumour-like", phantom.make_subject(phantom.subject_seed(seed, "lesion", 1), "tumour")),
+    ]
+    fig, axes = plt.subplots(3, 4, figsize=(10, 8.4))
+    for row, (name, s) in zip(axes, subjects, strict=True):
+        k = pick_slice(s.lesion, s.images["T1w"]) if s.lesion.any() else 50
+        for ax, c in zip(row, phantom.CONTRASTS, strict=False):
+            ax.imshow(_axial(s.images[c], k), cmap="gray")
+            ax.set_title(f"{name} {c}", fontsize=9)
+        x = int(np.argmax(s.lesion.sum(axis=(1, 2)))) if s.lesion.any() else 30
+        row[3].imshow(np.rot90(s.images["T1w"][x]), cmap="gray")
+        if s.lesion.any():
+            row[3].contour(np.rot90(s.lesion[x]), levels=[0.5], colors="r", linewidths=0.7)
+        row[3].set_title(f"{name} T1w sagittal", fontsize=9)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=72)
+    plt.close(fig)

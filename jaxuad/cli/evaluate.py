@@ -76,3 +76,7 @@ def main() -> int:
 
 def entry() -> None:
     run(main)
+
+
+if __name__ == "__main__":
+    entry()

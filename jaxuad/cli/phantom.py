@@ -27,6 +27,12 @@ def main() -> int:
     )
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
     p.add_argument(
+        "--preview",
+        metavar="PNG",
+        default=None,
+        help="also draw a healthy, an MS-like and a tumour-like subject to this PNG",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="replace existing OUT/healthy and OUT/lesion"
     )
     add_progress(p)
@@ -50,8 +56,17 @@ def main() -> int:
             if n:
                 phantom.write_cohort(out / name, n, args.seed, name, progress=bar)
     print(f"wrote {args.n_healthy} healthy and {args.n_lesion} lesion subjects to {out}")
+    if args.preview:
+        from jaxuad.report import phantom_figure
+
+        phantom_figure(Path(args.preview), args.seed)
+        print(f"preview: {args.preview}")
     return 0
 
 
 def entry() -> None:
     run(main)
+
+
+if __name__ == "__main__":
+    entry()

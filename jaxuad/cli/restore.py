@@ -63,3 +63,7 @@ def main() -> int:
 
 def entry() -> None:
     run(main)
+
+
+if __name__ == "__main__":
+    entry()

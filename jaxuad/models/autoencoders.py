@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxuad.config import ModelConfig
-from jaxuad.models.layers import UpConv
+from jaxuad.models.layers import UpConv, he_normal
 
 
 class AEOutput(NamedTuple):
@@ -55,7 +55,15 @@ class Encoder(nnx.Module):
         k = (kernel_size, kernel_size)
         self.convs = nnx.List(
             [
-                nnx.Conv(chans[i], chans[i + 1], k, strides=s, padding="SAME", rngs=rngs)
+                nnx.Conv(
+                    chans[i],
+                    chans[i + 1],
+                    k,
+                    strides=s,
+                    padding="SAME",
+                    kernel_init=he_normal(),
+                    rngs=rngs,
+                )
                 for i, s in enumerate(strides)
             ]
         )
@@ -76,7 +84,9 @@ class Decoder(nnx.Module):
             if strides[i] == 2:
                 layers.append(UpConv(cin, cout, kernel_size, 2, rngs=rngs))
             else:
-                layers.append(nnx.Conv(cin, cout, k, padding="SAME", rngs=rngs))
+                layers.append(
+                    nnx.Conv(cin, cout, k, padding="SAME", kernel_init=he_normal(), rngs=rngs)
+                )
         self.ups = nnx.List(layers)
         self.out = nnx.Conv(chans[0], 1, k, padding="SAME", rngs=rngs)
 

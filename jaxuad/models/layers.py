@@ -65,10 +65,19 @@ def conv_transpose_via_phases(x: jax.Array, kernel: jax.Array, stride: int) -> j
     return depth_to_space(y, stride)
 
 
+def he_normal(gain_sq: float = 2.0):
+    """He initialisation for LeakyReLU stacks; without it a 10-layer autoencoder starts with
+    outputs ~1e-4 of its inputs' spread and barely trains."""
+    return nnx.initializers.variance_scaling(gain_sq, "fan_in", "truncated_normal")
+
+
 class UpConv(nnx.Module):
     """Stride-s transposed convolution with ``SAME`` padding (output = s x input), computed
     by :func:`conv_transpose_via_phases`. Parameters match ``nnx.ConvTranspose``:
-    ``kernel`` [k, k, cin, cout] and ``bias`` [cout]."""
+    ``kernel`` [k, k, cin, cout] and ``bias`` [cout].
+
+    Each output pixel sees only ~1/stride**2 of the k*k taps, so the He initialisation is
+    scaled by stride**2 to keep activations at unit scale."""
 
     def __init__(
         self,
@@ -80,7 +89,7 @@ class UpConv(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.stride = stride
-        init = nnx.initializers.lecun_normal()
+        init = he_normal(2.0 * stride**2)
         self.kernel = nnx.Param(
             init(rngs.params(), (kernel_size, kernel_size, in_features, out_features))
         )

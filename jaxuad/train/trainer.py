@@ -52,7 +52,7 @@ def build_model(config: Config, seed: int, *, abstract: bool = False):
     parameter shapes only (``nnx.eval_shape``), for restoring a checkpoint into."""
     make = lambda: models.create(config.model, config.data.image_size, rngs=nnx.Rngs(params=seed))
     graphdef, state = nnx.split(nnx.eval_shape(make) if abstract else make())
-    return graphdef, state.to_pure_dict()
+    return graphdef, nnx.to_pure_dict(state)
 
 
 def _check_resume_config(stored: Config, config: Config) -> None:
@@ -109,19 +109,18 @@ def train(
       TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     tc = config.train
-    ckpt = Checkpoints(workdir, tc.keep_checkpoints)
-    start = ckpt.latest_step()
-    if start is not None and not resume:
+    has_checkpoints = (workdir / "checkpoints").is_dir() and any(
+        (workdir / "checkpoints").iterdir()
+    )
+    if has_checkpoints and not resume:
         raise ConfigError(
-            f"{workdir}: already holds checkpoints (step {start}); pass --resume "
-            "to continue it or choose a new --workdir"
+            f"{workdir}: already holds checkpoints; pass --resume to continue "
+            "it or choose a new --workdir"
         )
     if resume and (workdir / "config.json").exists():
         _check_resume_config(load_json(workdir / "config.json"), config)
-    save_json(config, workdir / "config.json")
-
+    # Data is loaded and validated before anything is written: bad input leaves no run.
     if images is None:
         images = training_images(config)
     n = images.shape[0]
@@ -129,6 +128,11 @@ def train(
         raise ConfigError(f"only {n} training slices for batch size {tc.batch_size}")
     steps_per_epoch = n // tc.batch_size
     total = tc.epochs * steps_per_epoch
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    save_json(config, workdir / "config.json")
+    ckpt = Checkpoints(workdir, tc.keep_checkpoints)
+    start = ckpt.latest_step()
 
     graphdef, params = build_model(config, tc.seed)
     tx = make_optimizer(tc)

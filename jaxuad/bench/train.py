@@ -1,0 +1,169 @@
+"""``bin/bench-train``: train-step images/s and compile time per model, JAX vs PyTorch.
+
+Each measurement runs in its own subprocess, so XLA flags can differ between them (they are
+read once, when JAX starts) and so the frameworks do not share threads. Results go to a JSON
+file and a Markdown table; ratios compare measurements taken in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODELS = ("dae", "sae", "sae1", "dvae", "svae")
+
+
+def _config(model: str):
+    from jaxuad.config import load_config
+
+    return load_config("sae", "sae1") if model == "sae1" else load_config(model)
+
+
+def measure_jax(model: str, steps: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxuad.train import build_model, init_state, loss_for, make_optimizer, make_train_step
+
+    cfg = _config(model)
+    s, b = cfg.data.image_size, cfg.train.batch_size
+    graphdef, params = build_model(cfg, 0)
+    tx = make_optimizer(cfg.train)
+    step = make_train_step(graphdef, tx, loss_for(cfg.model.name), cfg.train)
+    state, key = init_state(params, tx), jax.random.key(0)
+    batch = jnp.asarray(np.random.default_rng(0).uniform(size=(b, s, s, 1)), jnp.float32)
+    t0 = time.perf_counter()
+    compiled = step.lower(state, batch, key).compile()
+    compile_s = time.perf_counter() - t0
+    for _ in range(3):
+        state, m = compiled(state, batch, key)
+    jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        state, m = compiled(state, batch, key)
+    jax.block_until_ready(m)
+    return {"images_per_s": steps * b / (time.perf_counter() - t0), "compile_s": compile_s}
+
+
+def measure_torch(model: str, steps: int) -> dict:
+    import torch
+
+    from jaxuad.bench.torch_reference import make_step
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    cfg = _config(model)
+    s, b = cfg.data.image_size, cfg.train.batch_size
+    step = make_step(cfg.model.name, cfg.model, s, cfg.train.learning_rate)
+    x = torch.rand(b, 1, s, s)
+    for _ in range(3):
+        step(x)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step(x)
+    return {"images_per_s": steps * b / (time.perf_counter() - t0), "compile_s": 0.0}
+
+
+def _worker(framework: str, model: str, steps: int, defaults: bool) -> dict | None:
+    env = dict(os.environ)
+    if not defaults:
+        env["JAXUAD_NO_DEFAULTS"] = "1"
+    code = (
+        f"import json, jaxuad.bench.train as b; "
+        f"print(json.dumps(b.measure_{framework}({model!r}, {steps})))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        print(f"  {framework} {model} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def torch_available() -> bool:
+    r = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
+    return r.returncode == 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="bin/bench-train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        help=f"models to measure (default: {' '.join(MODELS)})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=20,
+        help="timed steps per measurement (default: %(default)s), after 3 warm-up steps",
+    )
+    p.add_argument(
+        "--no-flags-compare",
+        action="store_true",
+        help="skip the JAX run without jaxuad's XLA/PRNG defaults",
+    )
+    p.add_argument(
+        "--out",
+        default="bench-out",
+        help="folder for train.json and train.md (default: %(default)s)",
+    )
+    args = p.parse_args(argv)
+
+    has_torch = torch_available()
+    rows = []
+    for model in args.models:
+        print(f"measuring {model} ...", file=sys.stderr, flush=True)
+        row = {"model": model, "jax": _worker("jax", model, args.steps, True)}
+        if not args.no_flags_compare:
+            row["jax_no_defaults"] = _worker("jax", model, args.steps, False)
+        row["torch"] = _worker("torch", model, args.steps, False) if has_torch else None
+        rows.append(row)
+
+    def ips(r, k):
+        return r[k]["images_per_s"] if r.get(k) else None
+
+    lines = [
+        "| model | JAX img/s | compile [s] | JAX, no jaxuad flags | PyTorch eager img/s "
+        "| JAX / PyTorch |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        j, jn, t = ips(r, "jax"), ips(r, "jax_no_defaults"), ips(r, "torch")
+        fmt = lambda v: "n/a" if v is None else f"{v:.1f}"
+        ratio = f"{j / t:.2f}x" if j and t else "n/a"
+        comp = f"{r['jax']['compile_s']:.1f}" if r.get("jax") else "n/a"
+        lines.append(f"| {r['model']} | {fmt(j)} | {comp} | {fmt(jn)} | {fmt(t)} | {ratio} |")
+    table = "\n".join(lines)
+    meta = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "steps": args.steps,
+        "image_size": 128,
+        "batch_size": 8,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (out / "train.md").write_text(table + "\n")
+    print(table)
+    if not has_torch:
+        print("\n(PyTorch not installed: pip install -e '.[bench]' for the reference)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

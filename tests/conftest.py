@@ -1,0 +1,60 @@
+"""Shared, session-scoped fixtures: the phantom on disk and one tiny trained run.
+
+Everything is built once per session at smoke size (32x32 inputs) so the suite stays fast
+on two CPU cores; jaxuad's persistent compilation cache speeds up later sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxuad  # noqa: F401  (applies jaxuad's JAX defaults before any test touches JAX)
+from jaxuad.config import load_config
+from jaxuad.data import phantom
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def smoke_config(model: str = "svae", **data):
+    config = load_config(model, "smoke")
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, **data))
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """DIR/healthy (3 subjects) and DIR/lesion (2: one MS, one tumour) as NIfTI."""
+    root = tmp_path_factory.mktemp("phantom")
+    phantom.write_cohort(root / "healthy", 3, 0, "healthy")
+    phantom.write_cohort(root / "lesion", 2, 0, "lesion")
+    return root
+
+
+@pytest.fixture(scope="session")
+def smoke_images(phantom_dir) -> np.ndarray:
+    """[N, 32, 32, 1] FLAIR training slices of the healthy phantom cohort."""
+    from jaxuad.train import training_images
+
+    cfg = smoke_config(path=str(phantom_dir / "healthy"), modality="FLAIR")
+    return training_images(cfg)
+
+
+@pytest.fixture(scope="session")
+def trained_run(phantom_dir, smoke_images, tmp_path_factory) -> Path:
+    """A smoke svae trained for a few epochs on the healthy phantom cohort."""
+    from jaxuad.train import train
+
+    cfg = smoke_config(path=str(phantom_dir / "healthy"), modality="FLAIR")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=3))
+    workdir = tmp_path_factory.mktemp("run")
+    train(cfg, workdir, images=smoke_images, progress=False)
+    return workdir
+
+
+def require_shared_data() -> Path:
+    if not (SHARED_DATA / "ixi").is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (CI has ../shared beside the checkout)")
+    return SHARED_DATA

@@ -1,0 +1,96 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxuad import models
+from jaxuad.models.layers import UpConv, conv_transpose_via_phases
+from jaxuad.train import autoencoder_loss, build_model, init_state, make_optimizer, make_train_step
+from tests.conftest import smoke_config
+
+MODELS = ["dae", "sae", "dvae", "svae"]
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_upconv_equals_flax_conv_transpose(k):
+    ref = nnx.ConvTranspose(3, 5, (k, k), strides=(2, 2), padding="SAME", rngs=nnx.Rngs(0))
+    up = UpConv(3, 5, k, 2, rngs=nnx.Rngs(1))
+    up.kernel[...] = ref.kernel[...]
+    up.bias[...] = jax.random.normal(jax.random.key(2), (5,))
+    ref.bias[...] = up.bias[...]
+    x = jax.random.normal(jax.random.key(3), (2, 7, 9, 3))
+    np.testing.assert_allclose(jax.jit(up)(x), jax.jit(ref)(x), atol=1e-5)
+
+    def grad(f, w):
+        return jax.grad(lambda w: jnp.sum(jnp.sin(f(x, w))))(w)
+
+    w = ref.kernel[...]
+    via_lax = lambda x, w: jax.lax.conv_transpose(
+        x, w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(
+        grad(lambda x, w: conv_transpose_via_phases(x, w, 2), w), grad(via_lax, w), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_shapes(name):
+    cfg = smoke_config(name)
+    model = models.create(cfg.model, 32, rngs=nnx.Rngs(0))
+    out = jax.jit(lambda x: model(x, key=jax.random.key(0)))(jnp.ones((2, 32, 32, 1)))
+    assert out.recon.shape == (2, 32, 32, 1)
+    dense = name.startswith("d")
+    assert out.mean.shape == ((2, 16) if dense else (2, 2, 2, 4))
+    assert (out.logvar is not None) == name.endswith("vae")
+
+
+def test_paper_bottlenecks_at_128():
+    from jaxuad.config import load_config
+
+    x = jax.ShapeDtypeStruct((1, 128, 128, 1), jnp.float32)
+    for name, variant, shape in [
+        ("dae", "default", (1, 512)),
+        ("sae", "default", (1, 8, 8, 64)),
+        ("sae", "sae1", (1, 4, 4, 64)),
+    ]:
+        graphdef, params = build_model(load_config(name, variant), 0, abstract=True)
+        out = jax.eval_shape(lambda p, x, g=graphdef: nnx.merge(g, p)(x), params, x)
+        assert out.mean.shape == shape
+
+
+def test_encoder_decoder_same_size_across_variants():
+    def count(tree):
+        return sum(x.size for x in jax.tree.leaves(tree))
+
+    sizes = set()
+    for name in MODELS:
+        _, params = build_model(smoke_config(name), 0)
+        sizes.add(count(params["encoder"]) + count(params["decoder"]))
+    assert len(sizes) == 1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_loss_falls_when_overfitting_one_batch(name, smoke_images):
+    cfg = smoke_config(name)
+    graphdef, params = build_model(cfg, 0)
+    tx = make_optimizer(cfg.train)
+    traces = []
+
+    def counting_loss(*args):
+        traces.append(1)  # runs only while tracing
+        return autoencoder_loss(*args)
+
+    step = make_train_step(graphdef, tx, counting_loss, cfg.train)
+    state, key = init_state(params, tx), jax.random.key(0)
+    spread = np.linspace(0, len(smoke_images) - 1, 4).astype(int)  # distinct anatomy
+    batch = jnp.asarray(smoke_images[spread])
+    losses = []
+    for _ in range(300):
+        state, m = step(state, batch, key)
+        losses.append(float(m["l1"]))
+    # Predicting all zeros (background) costs sum|x|; a model that uses its input beats
+    # that by far. Tiny L1-trained models sit near it for ~100 steps before they do.
+    zero_output = float(jnp.abs(batch).sum() / batch.shape[0])
+    assert np.mean(losses[-5:]) < 0.5 * zero_output, losses[::30]
+    assert len(traces) == 1  # compiled once, never re-traced
