@@ -57,7 +57,10 @@ class TrainConfig:
     epochs: int = 150
     batch_size: int = 8
     learning_rate: float = 1e-3
-    kl_weight: float = 1.0  # weight of KL(q(z|x) || N(0, I)) against the summed L1 term
+    # Weight of KL(q(z|x) || N(0, I)) against the per-image summed L1 term, i.e. the scale b
+    # of a Laplace likelihood. At 1.0 the spatial VAE collapsed to the prior on the phantom
+    # (decoding the posterior mean gave the all-zeros L1); 1e-3 keeps a usable posterior.
+    kl_weight: float = 1e-3
     log_every: int = 50  # steps between metric fetches (and NaN checks)
     checkpoint_every: int = 500  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 3
