@@ -24,17 +24,14 @@ from jaxuad import metrics as M
 from jaxuad import postprocess as P
 from jaxuad import report
 from jaxuad.config import EvaluateConfig
-from jaxuad.data import DataError, discover, load_volume, read_nifti, write_nifti_like
+from jaxuad.data import DataError, iter_volumes, read_nifti, read_on_grid, write_nifti_like
 from jaxuad.data.preprocess import normalize
 
 
 def _read_like(path: Path, ref) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: missing (expected beside the other restoration outputs)")
-    data, affine, _ = read_nifti(path)
-    if data.shape != ref.image.shape or not np.allclose(affine, ref.affine, atol=1e-3):
-        raise DataError(f"{path}: grid differs from the input volume of subject {ref.subject}")
-    return data
+    return read_on_grid(path, ref.image.shape, ref.affine, f"subject {ref.subject}'s input")
 
 
 def fit_threshold(healthy: Path, cfg: EvaluateConfig) -> dict:
@@ -49,12 +46,10 @@ def fit_threshold(healthy: Path, cfg: EvaluateConfig) -> dict:
     for f in files:
         residual, affine, _ = read_nifti(f)
         mask_path = f.with_name(f.name.replace("_residual", "_brainmask"))
-        mask, m_affine, _ = read_nifti(mask_path)
-        if mask.shape != residual.shape:
-            raise DataError(f"{mask_path}: shape differs from {f.name}")
-        mask = mask > 0.5
-        filtered = P.filter_residual(residual, mask, cfg)
-        values.append(filtered[P.eroded_mask(mask, cfg.erosion_iterations)])
+        mask = read_on_grid(mask_path, residual.shape, affine, f.name) > 0.5
+        # filter_residual is median * eroded mask: on eroded voxels, the median alone.
+        eroded = P.eroded_mask(mask, cfg.erosion_iterations)
+        values.append(P.median_filtered(residual, cfg)[eroded])
     values = np.concatenate(values)
     return {
         "method": "percentile",
@@ -86,8 +81,7 @@ def evaluate(
     info_path = pred / "restore.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     modality = modality or info.get("modality", "T1w")
-    subjects = [s for s in discover(data, modality)]
-    volumes = [load_volume(s.id, s.image, s.brainmask, s.lesion) for s in subjects]
+    volumes = list(iter_volumes(data, modality))  # all validated before anything is written
     residuals = [_read_like(pred / f"sub-{v.subject}_residual.nii.gz", v) for v in volumes]
     threshold = fit_threshold(Path(healthy), cfg)
     out.mkdir(parents=True, exist_ok=True)

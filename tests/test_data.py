@@ -162,7 +162,7 @@ def test_slices_map_back_to_the_volume(subject):
     assert vs.images.shape == (len(vs.index), 16, 16, 1)
     np.testing.assert_array_equal(vs.index, np.arange(2, 8))
     back = vs.to_volume(vs.images)
-    np.testing.assert_allclose(back[:, :, vs.index], vs.normalized_volume()[:, :, vs.index])
+    np.testing.assert_allclose(back[:, :, vs.index], vs.normalized[:, :, vs.index])
 
 
 def test_two_real_ixi_subjects():

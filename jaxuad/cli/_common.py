@@ -22,6 +22,18 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
 
 
+def add_modality(p: argparse.ArgumentParser, help: str) -> None:
+    from jaxuad.data import MODALITIES
+
+    p.add_argument("--modality", default=None, choices=MODALITIES, help=help)
+
+
+def add_overrides(p: argparse.ArgumentParser, metavar: str, help: str) -> None:
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar=metavar, help=help
+    )
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

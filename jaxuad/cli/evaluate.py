@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxuad.cli._common import add_progress, parser, run
+from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser, run
 from jaxuad.config import EvaluateConfig, override
 
 EPILOG = """\
@@ -34,19 +34,11 @@ def main() -> int:
         "evaluate.percentile-th percentile of their post-processed residuals",
     )
     p.add_argument("--out", required=True, help="report folder (created if missing)")
-    p.add_argument(
-        "--modality",
-        default=None,
-        choices=["T1w", "T2w", "FLAIR"],
-        help="image contrast of --data (default: from pred/restore.json)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="evaluate.KEY=VALUE",
-        help="override post-processing: median_size, erosion_iterations, "
+    add_modality(p, "image contrast of --data (default: from pred/restore.json)")
+    add_overrides(
+        p,
+        "evaluate.KEY=VALUE",
+        "override post-processing: median_size, erosion_iterations, "
         "min_component_size, connectivity (6|26), percentile",
     )
     add_progress(p)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxuad.cli._common import add_progress, parser, run
+from jaxuad.cli._common import add_modality, add_progress, parser, run
 
 EPILOG = """\
 outputs (in --out, on each input's grid with its affine, openable in FSLeyes / ITK-SNAP):
@@ -31,12 +31,7 @@ def main() -> int:
         "--data", required=True, help="BIDS-like folder or CSV manifest of the scans to restore"
     )
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument(
-        "--modality",
-        default=None,
-        choices=["T1w", "T2w", "FLAIR"],
-        help="image contrast (default: the one the run was trained on)",
-    )
+    add_modality(p, "image contrast (default: the one the run was trained on)")
     p.add_argument(
         "--step", type=int, default=None, help="checkpoint step to use (default: the latest)"
     )

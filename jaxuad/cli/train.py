@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxuad.cli._common import add_progress, parser, run
+from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser, run
 from jaxuad.config import available_models, load_config, override
 
 EPILOG = """\
@@ -44,19 +44,9 @@ def main() -> int:
         "sub-<id>_brainmask.nii.gz) or a CSV manifest (subject,image,brainmask,"
         "lesion). Default: the phantom's healthy cohort, generated in memory",
     )
-    p.add_argument(
-        "--modality",
-        default=None,
-        choices=["T1w", "T2w", "FLAIR"],
-        help="image contrast to train on (default: the config's data.modality)",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value; repeatable (e.g. train.epochs=5)",
+    add_modality(p, "image contrast to train on (default: the config's data.modality)")
+    add_overrides(
+        p, "SECTION.KEY=VALUE", "override one config value; repeatable (e.g. train.epochs=5)"
     )
     p.add_argument(
         "--workdir",

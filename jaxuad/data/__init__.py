@@ -1,7 +1,14 @@
 """Data: NIfTI I/O and validation, normalisation, slicing, batching and the brain phantom."""
 
 from jaxuad.data.dataset import MODALITIES, Subject, discover
-from jaxuad.data.nifti import DataError, Volume, load_volume, read_nifti, write_nifti_like
+from jaxuad.data.nifti import (
+    DataError,
+    Volume,
+    load_volume,
+    read_nifti,
+    read_on_grid,
+    write_nifti_like,
+)
 from jaxuad.data.slices import (
     VolumeSlices,
     batch_indices,
@@ -24,6 +31,7 @@ __all__ = [
     "load_volume",
     "prefetch",
     "read_nifti",
+    "read_on_grid",
     "slice_volume",
     "stack_images",
     "write_nifti_like",

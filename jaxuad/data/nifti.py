@@ -55,17 +55,22 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Head
     return data, np.asarray(img.affine, dtype=np.float64), img.header
 
 
-def _check_same_grid(ref: Path, ref_data, ref_affine, other: Path, data, affine) -> None:
-    if data.shape != ref_data.shape:
-        raise DataError(f"{other}: shape {data.shape} differs from {ref.name} {ref_data.shape}")
-    if not np.allclose(affine, ref_affine, atol=1e-3):
-        raise DataError(f"{other}: affine differs from {ref.name}'s; volumes must be co-registered")
+def read_on_grid(path: str | Path, shape: tuple, affine: np.ndarray, ref_name: str) -> np.ndarray:
+    """Reads a 3D volume that must lie on a reference grid (same shape and affine).
+
+    Raises:
+      DataError: as :func:`read_nifti`, or the grid differs from ``ref_name``'s.
+    """
+    data, own_affine, _ = read_nifti(path)
+    if data.shape != tuple(shape):
+        raise DataError(f"{path}: shape {data.shape} differs from {ref_name} {tuple(shape)}")
+    if not np.allclose(own_affine, affine, atol=1e-3):
+        raise DataError(f"{path}: affine differs from {ref_name}'s; volumes must be co-registered")
+    return data
 
 
 def read_mask(path: Path, ref: Path, ref_data, ref_affine) -> np.ndarray:
-    data, affine, _ = read_nifti(path)
-    _check_same_grid(ref, ref_data, ref_affine, path, data, affine)
-    return data > 0.5
+    return read_on_grid(path, ref_data.shape, ref_affine, Path(ref).name) > 0.5
 
 
 def load_volume(subject: str, image: Path, brainmask: Path, lesion: Path | None) -> Volume:

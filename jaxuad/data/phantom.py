@@ -32,7 +32,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from jaxuad.data.nifti import Volume
+from jaxuad.data.nifti import Volume, write_nifti_like
 
 SHAPE = (91, 109, 91)
 AFFINE = np.array(
@@ -223,10 +223,10 @@ def write_cohort(out: Path, n: int, seed: int, cohort_name: str, progress=None) 
         vols = {c: subj.volume(sid, c) for c in CONTRASTS}
         ref = vols["T1w"]
         for c, vol in vols.items():
-            _save(vol.image, ref, tmp / f"sub-{sid}_{c}.nii.gz")
-        _save(subj.brainmask, ref, tmp / f"sub-{sid}_brainmask.nii.gz")
+            write_nifti_like(vol.image, ref, tmp / f"sub-{sid}_{c}.nii.gz")
+        write_nifti_like(subj.brainmask, ref, tmp / f"sub-{sid}_brainmask.nii.gz")
         if subj.lesion_type is not None:
-            _save(subj.lesion, ref, tmp / f"sub-{sid}_lesion.nii.gz")
+            write_nifti_like(subj.lesion, ref, tmp / f"sub-{sid}_lesion.nii.gz")
         rows.append(
             {
                 "participant_id": f"sub-{sid}",
@@ -245,10 +245,3 @@ def write_cohort(out: Path, n: int, seed: int, cohort_name: str, progress=None) 
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-
-
-def _save(array: np.ndarray, ref: Volume, path: Path) -> None:
-    dtype = np.uint8 if array.dtype == bool else np.float32
-    header = ref.header.copy()
-    header.set_data_dtype(dtype)
-    nib.save(nib.Nifti1Image(array.astype(dtype), AFFINE, header), str(path))

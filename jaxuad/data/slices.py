@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import jax
@@ -25,6 +25,7 @@ class VolumeSlices:
     """One volume's selected axial slices in model space, and how to put them back."""
 
     volume: Volume
+    normalized: np.ndarray  # [X, Y, Z] float32, the whole normalised volume on the input grid
     images: np.ndarray  # [n, S, S, 1] float32, normalised
     masks: np.ndarray  # [n, S, S, 1] float32 brain mask (0 in the padding)
     index: np.ndarray  # [n] axial slice indices into the volume
@@ -46,10 +47,6 @@ class VolumeSlices:
         out[:, :, self.index] = np.moveaxis(self.geometry.to_volume(frames), 0, -1)
         return out
 
-    def normalized_volume(self) -> np.ndarray:
-        """The whole normalised input volume, on the input grid."""
-        return normalize(self.volume.image, self.volume.brainmask, self.normalization)
-
 
 def slice_volume(volume: Volume, cfg: DataConfig) -> VolumeSlices:
     """Normalises a volume, selects axial slices and maps them to the model frame."""
@@ -62,11 +59,12 @@ def slice_volume(volume: Volume, cfg: DataConfig) -> VolumeSlices:
     mstack = np.moveaxis(volume.brainmask[:, :, idx].astype(np.float32), -1, 0)
     images = geometry.to_model(stack, fill)[..., None]
     masks = (geometry.to_model(mstack, 0.0) > 0.5).astype(np.float32)[..., None]
-    return VolumeSlices(volume, images, masks, idx, geometry, cfg.normalization)
+    return VolumeSlices(volume, img, images, masks, idx, geometry, cfg.normalization)
 
 
-def stack_images(items: Sequence[VolumeSlices]) -> np.ndarray:
-    """All selected slices of a cohort as one [N, S, S, 1] array."""
+def stack_images(items: Iterable[VolumeSlices]) -> np.ndarray:
+    """All selected slices of a cohort as one [N, S, S, 1] array. Given a generator, each
+    subject's volumes are released once its slices are taken."""
     return np.concatenate([v.images for v in items], axis=0)
 
 

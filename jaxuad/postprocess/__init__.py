@@ -31,12 +31,17 @@ def eroded_mask(brainmask: np.ndarray, iterations: int) -> np.ndarray:
     return ndimage.binary_erosion(brainmask, structure(6), iterations=iterations)
 
 
-def filter_residual(residual: np.ndarray, brainmask: np.ndarray, cfg: EvaluateConfig) -> np.ndarray:
-    """Median filter, then zero outside the eroded brain mask: [X, Y, Z] -> [X, Y, Z]."""
+def median_filtered(residual: np.ndarray, cfg: EvaluateConfig) -> np.ndarray:
+    """The ``median_size``^3 median filter alone (identity for sizes 0 and 1), as float32."""
     r = residual.astype(np.float32)
     if cfg.median_size > 1:
         r = ndimage.median_filter(r, size=cfg.median_size, mode="reflect")
-    return r * eroded_mask(brainmask, cfg.erosion_iterations)
+    return r
+
+
+def filter_residual(residual: np.ndarray, brainmask: np.ndarray, cfg: EvaluateConfig) -> np.ndarray:
+    """Median filter, then zero outside the eroded brain mask: [X, Y, Z] -> [X, Y, Z]."""
+    return median_filtered(residual, cfg) * eroded_mask(brainmask, cfg.erosion_iterations)
 
 
 def remove_small_components(seg: np.ndarray, min_size: int, connectivity: int) -> np.ndarray:

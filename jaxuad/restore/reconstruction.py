@@ -94,7 +94,7 @@ def restore_cohort(
         recon = reconstruct_slices(fn, params, vs.images, bs)
         run_s += time.perf_counter() - t0
         n_slices += len(vs.index)
-        x = vs.normalized_volume()
+        x = vs.normalized
         restored = x.copy()
         restored[:, :, vs.index] = vs.to_volume(recon)[:, :, vs.index]
         residual = np.abs(x - restored) * vol.brainmask

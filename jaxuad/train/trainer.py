@@ -44,7 +44,7 @@ def training_images(config: Config) -> np.ndarray:
         )
     else:
         vols = iter_volumes(dc.path, dc.modality)
-    return stack_images([slice_volume(v, dc) for v in vols])
+    return stack_images(slice_volume(v, dc) for v in vols)
 
 
 def build_model(config: Config, seed: int, *, abstract: bool = False):
