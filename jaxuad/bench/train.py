@@ -1,8 +1,10 @@
 """``bin/bench-train``: train-step images/s and compile time per model, JAX vs PyTorch.
 
 Each measurement runs in its own subprocess, so XLA flags can differ between them (they are
-read once, when JAX starts) and so the frameworks do not share threads. Results go to a JSON
-file and a Markdown table; ratios compare measurements taken in the same run.
+read once, when JAX starts) and so the frameworks do not share threads. The workers for one
+model run in turn, ``--repeats`` times, and each cell is the median over repeats, so slow
+phases of a shared machine hit every framework alike. Results go to a JSON file and a
+Markdown table; ratios compare measurements taken in the same run.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from jaxuad.bench import write_results
 
 MODELS = ("dae", "sae", "sae1", "dvae", "svae")
 
@@ -86,6 +89,10 @@ def _worker(framework: str, model: str, steps: int, defaults: bool) -> dict | No
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _median(runs: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
 def torch_available() -> bool:
     r = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
     return r.returncode == 0
@@ -110,6 +117,13 @@ def main(argv=None) -> int:
         help="timed steps per measurement (default: %(default)s), after 3 warm-up steps",
     )
     p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="times each worker runs, in turn with the others; cells are medians "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--no-flags-compare",
         action="store_true",
         help="skip the JAX run without jaxuad's XLA/PRNG defaults",
@@ -122,13 +136,23 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     has_torch = torch_available()
+    workers = [("jax", "jax", True)]
+    if not args.no_flags_compare:
+        workers.append(("jax_no_defaults", "jax", False))
+    if has_torch:
+        workers.append(("torch", "torch", False))
     rows = []
     for model in args.models:
-        print(f"measuring {model} ...", file=sys.stderr, flush=True)
-        row = {"model": model, "jax": _worker("jax", model, args.steps, True)}
-        if not args.no_flags_compare:
-            row["jax_no_defaults"] = _worker("jax", model, args.steps, False)
-        row["torch"] = _worker("torch", model, args.steps, False) if has_torch else None
+        runs = {name: [] for name, _, _ in workers}
+        for rep in range(args.repeats):
+            print(f"measuring {model} ({rep + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
+            for name, framework, defaults in workers:
+                r = _worker(framework, model, args.steps, defaults)
+                if r is not None:
+                    runs[name].append(r)
+        row = {"model": model, "runs": runs}
+        for name, _, _ in workers:
+            row[name] = _median(runs[name]) if runs[name] else None
         rows.append(row)
 
     def ips(r, k):
@@ -147,19 +171,12 @@ def main(argv=None) -> int:
         lines.append(f"| {r['model']} | {fmt(j)} | {comp} | {fmt(jn)} | {fmt(t)} | {ratio} |")
     table = "\n".join(lines)
     meta = {
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
         "steps": args.steps,
+        "repeats": args.repeats,
         "image_size": 128,
         "batch_size": 8,
-        "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    (out / "train.md").write_text(table + "\n")
-    print(table)
+    write_results(args.out, "train", meta, rows, table)
     if not has_torch:
         print("\n(PyTorch not installed: pip install -e '.[bench]' for the reference)")
     return 0
