@@ -77,13 +77,26 @@ class RestoreConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Post-processing and thresholds (Baur et al. 2018, Sec. 3.1)."""
+    """Post-processing, thresholds and metrics (Baur et al. 2018, Sec. 3.1; Chen et al. 2019).
 
-    median_size: int = 5  # 3D median filter edge, 0 or 1 disables it
-    erosion_iterations: int = 3  # brain-mask erosion before thresholding
+    Thresholds are fitted on healthy data only: ``percentile`` (Baur) and the smallest
+    threshold whose false-positive rate on healthy brain voxels is at most x % for each x
+    in ``fpr_levels`` (Chen). ``seg_threshold`` names the one whose segmentation is
+    written as ``sub-<id>_seg.nii.gz``: ``percentile`` or ``fpr<x>`` (e.g. ``fpr1``).
+    """
+
+    median_size: int = 5  # 3D median filter edge (odd), 0 or 1 disables it
+    erosion_iterations: int = 3  # brain-mask erosion (6-connected) before thresholding
     min_component_size: int = 6  # 3D components with fewer voxels are removed
-    connectivity: int = 26  # 6 | 26
-    percentile: float = 98.0  # threshold = this percentile of healthy residuals
+    connectivity: int = 26  # 6 | 26, for component removal and lesion-wise detection
+    percentile: float = 98.0  # threshold = this percentile of healthy filtered residuals
+    fpr_levels: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0)  # max healthy FPR, percent
+    seg_threshold: str = "percentile"  # percentile | fpr<x>
+    positive_only: bool = False  # count only residuals where the input is brighter
+    hyperintensity_quantile: float = 0.0  # > 0: zero residuals where input < this quantile
+    backend: str = "jax"  # jax | scipy: median filter and erosion
+    components: str = "auto"  # auto | jax | scipy: connected components (auto: JAX, SciPy
+    #   where JAX cannot run)
 
 
 @dataclass(frozen=True)

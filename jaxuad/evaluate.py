@@ -1,19 +1,33 @@
-"""Evaluation: residuals -> post-processing -> healthy-fitted threshold -> metrics & report.
+"""Evaluation: residuals -> post-processing -> healthy-fitted thresholds -> metrics & report.
 
 Inputs are restoration folders written by :func:`jaxuad.restore.restore_cohort`:
 
 * ``pred``: residuals of the test subjects, whose lesion masks are read from ``data``;
-* ``healthy``: residuals of healthy subjects (with their brain masks), on which the
-  threshold is fitted (Baur: the 98th percentile of post-processed healthy residuals,
-  over voxels of the eroded brain mask).
+* ``healthy``: residuals of healthy subjects (with brain masks and normalised inputs), on
+  which the thresholds are fitted, over voxels of the eroded brain mask:
 
-Voxel-level AUROC/AUPRC are computed from the post-processed residual over brain-mask
-voxels of all test subjects pooled; Dice per subject from the thresholded segmentation.
+  - ``percentile``: Baur's p-th percentile (default 98) of post-processed residuals;
+  - ``fpr<x>``: Chen's smallest threshold whose false-positive rate is at most x %.
+
+  Fitted thresholds are saved with their source as ``thresholds.json`` in the report folder
+  and in the training run folder, and can be reused with ``thresholds=``.
+
+Metrics, all inside the brain mask (definitions in :mod:`jaxuad.metrics`):
+
+* per threshold: Dice per subject, then mean ± std over subjects with a lesion mask
+  (Baur); precision, recall and realised FPR over the pooled test voxels; the lesion-wise
+  detection rate (ground-truth components hit); all after component removal;
+* over the cohort, from merged histograms (memory fixed by bins, not voxels): voxel-level
+  AUROC (with its tie bound) and AUPRC of the post-processed residual, and the oracle
+  best Dice, a threshold chosen on the test data itself and labelled so everywhere;
+* time per slice for the restoration (from ``restore.json``) and per volume for the
+  post-processing (steady state, compile time reported apart).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -21,22 +35,45 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad import metrics as M
-from jaxuad import postprocess as P
 from jaxuad import report
-from jaxuad.config import EvaluateConfig
+from jaxuad.config import ConfigError, EvaluateConfig
 from jaxuad.data import DataError, iter_volumes, read_nifti, read_on_grid, write_nifti_like
 from jaxuad.data.preprocess import normalize
+from jaxuad.postprocess import Postprocessor, keep_mask
 
 
-def _read_like(path: Path, ref) -> np.ndarray:
+def threshold_names(cfg: EvaluateConfig) -> list[str]:
+    return ["percentile", *(f"fpr{x:g}" for x in cfg.fpr_levels)]
+
+
+def _restoration_part(folder: Path, subject: str, part: str, shape, affine) -> np.ndarray | None:
+    path = folder / f"sub-{subject}_{part}.nii.gz"
     if not path.is_file():
-        raise DataError(f"{path}: missing (expected beside the other restoration outputs)")
-    return read_on_grid(path, ref.image.shape, ref.affine, f"subject {ref.subject}'s input")
+        return None
+    return read_on_grid(path, shape, affine, f"sub-{subject}_residual.nii.gz")
 
 
-def fit_threshold(healthy: Path, cfg: EvaluateConfig) -> dict:
-    """Percentile threshold over post-processed residuals of a healthy restoration folder."""
-    files = sorted(Path(healthy).glob("sub-*_residual.nii.gz"))
+def _keep(folder, subject, shape, affine, brainmask, cfg, fallback_input=None):
+    """The prior mask of :func:`keep_mask` from a restoration folder's files."""
+    if not (cfg.positive_only or cfg.hyperintensity_quantile > 0):
+        return np.ones(shape, bool)
+    image = _restoration_part(folder, subject, "normalized", shape, affine)
+    image = fallback_input if image is None else image
+    restored = _restoration_part(folder, subject, "restored", shape, affine)
+    if image is None or (cfg.positive_only and restored is None):
+        raise DataError(
+            f"{folder}: sub-{subject}: positive_only / hyperintensity_quantile need "
+            "sub-<id>_normalized.nii.gz and sub-<id>_restored.nii.gz (re-run jaxuad-restore)"
+        )
+    return keep_mask(image, restored, brainmask, cfg)
+
+
+def fit_thresholds(healthy, cfg: EvaluateConfig, post: Postprocessor | None = None) -> dict:
+    """Fits every threshold of ``cfg`` on a healthy restoration folder. Returns
+    ``{"source", "n_subjects", "n_voxels", "settings", "thresholds": {name: {...}}}``."""
+    healthy = Path(healthy)
+    post = post or Postprocessor(cfg)
+    files = sorted(healthy.glob("sub-*_residual.nii.gz"))
     if not files:
         raise DataError(
             f"{healthy}: no sub-<id>_residual.nii.gz files (run jaxuad-restore "
@@ -45,76 +82,234 @@ def fit_threshold(healthy: Path, cfg: EvaluateConfig) -> dict:
     values = []
     for f in files:
         residual, affine, _ = read_nifti(f)
-        mask_path = f.with_name(f.name.replace("_residual", "_brainmask"))
-        mask = read_on_grid(mask_path, residual.shape, affine, f.name) > 0.5
-        # filter_residual is median * eroded mask: on eroded voxels, the median alone.
-        eroded = P.eroded_mask(mask, cfg.erosion_iterations)
-        values.append(P.median_filtered(residual, cfg)[eroded])
+        subject = f.name[len("sub-") : -len("_residual.nii.gz")]
+        mask = _restoration_part(healthy, subject, "brainmask", residual.shape, affine)
+        if mask is None:
+            raise DataError(f"{f.with_name(f'sub-{subject}_brainmask.nii.gz')}: missing")
+        mask = mask > 0.5
+        keep = _keep(healthy, subject, residual.shape, affine, mask, cfg)
+        filtered = post.filter(residual, mask, keep)
+        # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
+        eroded = post.eroded(mask)
+        values.append(filtered[eroded])
     values = np.concatenate(values)
+    fitted = {
+        "percentile": {
+            "value": M.percentile_threshold(values, cfg.percentile),
+            "rule": f"{cfg.percentile:g}th percentile of healthy residuals (Baur)",
+        }
+    }
+    for x in cfg.fpr_levels:
+        fitted[f"fpr{x:g}"] = {
+            "value": M.fpr_threshold(values, x),
+            "rule": f"smallest threshold with healthy FPR <= {x:g} % (Chen)",
+        }
+    for t in fitted.values():
+        t["healthy_fpr"] = M.false_positive_rate(values, t["value"])
     return {
-        "method": "percentile",
-        "percentile": cfg.percentile,
-        "value": M.percentile_threshold(values, cfg.percentile),
-        "source": str(Path(healthy).absolute()),
+        "source": str(healthy.absolute()),
         "n_subjects": len(files),
         "n_voxels": int(values.size),
+        "settings": _settings(cfg),
+        "thresholds": fitted,
     }
+
+
+def _settings(cfg: EvaluateConfig) -> dict:
+    return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+
+
+def _atomic_json(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_thresholds(path, cfg: EvaluateConfig) -> dict:
+    """Thresholds saved by an earlier evaluation; they must come from the same
+    post-processing, or they would not mean the same thing."""
+    path = Path(path)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read thresholds ({e})") from None
+    if "thresholds" not in saved:  # a run folder's file: {source: thresholds}
+        if len(saved) != 1:
+            raise DataError(
+                f"{path}: holds thresholds from {len(saved)} healthy sets; pass the report "
+                "folder's thresholds.json instead"
+            )
+        saved = next(iter(saved.values()))
+    stored = {k: v for k, v in saved.get("settings", {}).items() if k in _POSTPROCESS_KEYS}
+    wanted = {k: v for k, v in _settings(cfg).items() if k in _POSTPROCESS_KEYS}
+    if json.loads(json.dumps(wanted)) != stored:
+        raise DataError(
+            f"{path}: thresholds were fitted with post-processing {stored}, "
+            f"but this evaluation uses {wanted}"
+        )
+    missing = set(threshold_names(cfg)) - set(saved["thresholds"])
+    if missing:
+        raise DataError(f"{path}: no threshold for {', '.join(sorted(missing))}")
+    return saved
+
+
+_POSTPROCESS_KEYS = (
+    "median_size",
+    "erosion_iterations",
+    "positive_only",
+    "hyperintensity_quantile",
+    "percentile",
+)
+
+
+def _save_in_run(fitted: dict, healthy: Path) -> None:
+    """Adds the thresholds to ``<run>/thresholds.json`` (keyed by their source), when the
+    healthy folder's restore.json names a run folder that exists."""
+    info_path = healthy / "restore.json"
+    if not info_path.is_file():
+        return
+    run = Path(json.loads(info_path.read_text()).get("run", ""))
+    if not run.is_dir():
+        return
+    path = run / "thresholds.json"
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    saved[fitted["source"]] = fitted
+    _atomic_json(saved, path)
+
+
+class _Counts:
+    """Pooled voxel and component counts for one threshold, and per-subject Dice."""
+
+    def __init__(self):
+        self.tp = self.fp = self.fn = self.tn = self.hit = self.components = 0
+        self.dice: list[float] = []
+
+    def add(self, seg, truth, brain, hit_components: tuple[int, int] | None, scored: bool):
+        s, t = seg & brain, truth & brain
+        self.tp += int(np.sum(s & t))
+        self.fp += int(np.sum(s & ~t))
+        self.fn += int(np.sum(~s & t))
+        self.tn += int(np.sum(brain & ~s & ~t))
+        if hit_components is not None:
+            self.hit += hit_components[0]
+            self.components += hit_components[1]
+        if scored:
+            self.dice.append(M.dice(s, t))
+
+    def summary(self, threshold: dict) -> dict:
+        nan = float("nan")
+        d = self.dice
+        return {
+            "threshold": threshold["value"],
+            "healthy_fpr": threshold.get("healthy_fpr", nan),
+            "dice_mean": float(np.mean(d)) if d else nan,
+            "dice_std": float(np.std(d)) if d else nan,
+            "precision": self.tp / (self.tp + self.fp) if self.tp + self.fp else nan,
+            "recall": self.tp / (self.tp + self.fn) if self.tp + self.fn else nan,
+            "fpr": self.fp / (self.fp + self.tn) if self.fp + self.tn else nan,
+            "detection_rate": self.hit / self.components if self.components else nan,
+            "lesions": self.components,
+            "lesions_detected": self.hit,
+        }
 
 
 def evaluate(
     pred,
     data,
-    healthy,
     out,
     cfg: EvaluateConfig | None = None,
     *,
+    healthy=None,
+    thresholds=None,
     modality: str | None = None,
     progress: bool = True,
 ) -> dict:
-    """Writes filtered residuals, segmentations, panels, ``metrics.json`` and ``report.md``.
+    """Writes filtered residuals, segmentations, figures, ``thresholds.json``,
+    ``metrics.json`` and ``report.md`` into ``out``; returns the metrics dict.
 
-    Returns the metrics dict.
+    Thresholds come from ``healthy`` (a restoration folder of healthy scans) or from
+    ``thresholds`` (a ``thresholds.json`` from an earlier evaluation). All inputs are read
+    and validated before anything is written.
     """
     cfg = cfg or EvaluateConfig()
-    cfg = cfg or EvaluateConfig()
+    if (healthy is None) == (thresholds is None):
+        raise ValueError("give exactly one of healthy= and thresholds=")
+    names = threshold_names(cfg)
+    if cfg.seg_threshold not in names:
+        raise ConfigError(
+            f"evaluate.seg_threshold must be one of {names}, got {cfg.seg_threshold!r}"
+        )
+    post = Postprocessor(cfg)
     pred, out = Path(pred), Path(out)
     info_path = pred / "restore.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     modality = modality or info.get("modality", "T1w")
-    volumes = list(iter_volumes(data, modality))  # all validated before anything is written
-    residuals = [_read_like(pred / f"sub-{v.subject}_residual.nii.gz", v) for v in volumes]
-    threshold = fit_threshold(Path(healthy), cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    normalization = info.get("normalization", "minmax")
+    volumes = list(iter_volumes(data, modality))
+    inputs = []
+    for v in volumes:
+        residual = _restoration_part(pred, v.subject, "residual", v.image.shape, v.affine)
+        if residual is None:
+            raise DataError(
+                f"{pred / f'sub-{v.subject}_residual.nii.gz'}: missing (expected beside the "
+                "other restoration outputs)"
+            )
+        shown = _restoration_part(pred, v.subject, "normalized", v.image.shape, v.affine)
+        if shown is None:
+            shown = normalize(v.image, v.brainmask, normalization)
+        keep = _keep(pred, v.subject, v.image.shape, v.affine, v.brainmask, cfg, shown)
+        inputs.append((v, residual, shown, keep))
+    fitted = (
+        fit_thresholds(healthy, cfg, post)
+        if healthy is not None
+        else load_thresholds(thresholds, cfg)
+    )
+    taus = {name: fitted["thresholds"][name] for name in names}
 
-    rows, scores, labels, t_post = [], [], [], 0.0
-    for vol, residual in tqdm(
-        list(zip(volumes, residuals, strict=True)),
-        desc="evaluate",
-        unit="subject",
-        disable=not progress,
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(fitted, out / "thresholds.json")
+    if healthy is not None:
+        _save_in_run(fitted, Path(healthy))
+
+    # Compile once on the first volume, so per-volume times are steady state.
+    v0, r0, _, k0 = inputs[0]
+    t0 = time.perf_counter()
+    post.segment(post.filter(r0, v0.brainmask, k0), taus[cfg.seg_threshold]["value"])
+    compile_s = time.perf_counter() - t0
+
+    hist = M.CohortHistogram()
+    counts = {name: _Counts() for name in names}
+    rows, t_filter, t_segment = [], 0.0, 0.0
+    for vol, residual, shown, keep in tqdm(
+        inputs, desc="evaluate", unit="subject", disable=not progress
     ):
+        sid, brain = vol.subject, vol.brainmask
+        truth = vol.lesion if vol.lesion is not None else np.zeros_like(brain)
         t0 = time.perf_counter()
-        filtered = P.filter_residual(residual, vol.brainmask, cfg)
-        seg = P.segment(filtered, threshold["value"], cfg)
-        t_post += time.perf_counter() - t0
-        sid = vol.subject
+        filtered = post.filter(residual, brain, keep)
+        t_filter += time.perf_counter() - t0
+        hist.add(M.histogram(filtered, truth, brain))
+        row = {"subject": sid, "has_lesion_mask": vol.lesion is not None}
+        segs = {}
+        for name in names:
+            t0 = time.perf_counter()
+            seg = post.segment(filtered, taus[name]["value"])
+            if name == cfg.seg_threshold:
+                t_segment += time.perf_counter() - t0
+            hits = post.components_hit(truth & brain, seg) if vol.lesion is not None else None
+            counts[name].add(seg, truth, brain, hits, vol.lesion is not None)
+            row[f"dice_{name}"] = M.dice(seg & brain, truth & brain)
+            segs[name] = seg
+        seg = segs[cfg.seg_threshold]
+        row.update(
+            dice=row[f"dice_{cfg.seg_threshold}"],
+            lesion_voxels=int(truth.sum()),
+            segmented_voxels=int(seg.sum()),
+        )
+        rows.append(row)
         write_nifti_like(filtered, vol, out / f"sub-{sid}_filtered.nii.gz")
         write_nifti_like(seg, vol, out / f"sub-{sid}_seg.nii.gz")
-        truth = vol.lesion if vol.lesion is not None else np.zeros_like(seg)
-        scores.append(filtered[vol.brainmask])
-        labels.append(truth[vol.brainmask])
-        rows.append(
-            {
-                "subject": sid,
-                "dice": M.dice(seg & vol.brainmask, truth & vol.brainmask),
-                "lesion_voxels": int(truth.sum()),
-                "segmented_voxels": int(seg.sum()),
-                "has_lesion_mask": vol.lesion is not None,
-            }
-        )
-        restored_path = pred / f"sub-{sid}_restored.nii.gz"
-        restored = _read_like(restored_path, vol) if restored_path.is_file() else None
-        shown = normalize(vol.image, vol.brainmask, "minmax")
+        restored = _restoration_part(pred, sid, "restored", vol.image.shape, vol.affine)
         report.subject_panel(
             out / f"sub-{sid}_panel.png",
             f"sub-{sid}",
@@ -123,30 +318,51 @@ def evaluate(
             filtered,
             seg,
             vol.lesion,
-            2 * threshold["value"],
+            2 * taus[cfg.seg_threshold]["value"],
         )
 
-    scored = [r["dice"] for r in rows if r["has_lesion_mask"]]
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
+    auroc, auroc_bound = hist.auroc()
+    oracle_dice, oracle_threshold = hist.best_dice()
+    at_threshold = {name: counts[name].summary(taus[name]) for name in names}
+    default = at_threshold[cfg.seg_threshold]
+    n = len(inputs)
     result = {
         "pred": str(pred.absolute()),
         "data": str(Path(data).absolute()),
         "model": info.get("model"),
+        "latent": info.get("latent"),
         "method": info.get("method"),
+        "prior": info.get("prior"),
         "modality": modality,
         "seconds_per_slice": info.get("seconds_per_slice"),
-        "postprocess_seconds_per_volume": t_post / len(volumes),
-        "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
-        "threshold": threshold,
-        "summary": {
-            "dice_mean": float(np.mean(scored)) if scored else float("nan"),
-            "dice_std": float(np.std(scored)) if scored else float("nan"),
-            "auroc": M.auroc(scores, labels),
-            "auprc": M.auprc(scores, labels),
-            "n_subjects": len(scored),
+        "seconds_per_iteration": info.get("seconds_per_iteration"),
+        "postprocess": {
+            "backend": cfg.backend,
+            "components_backend": post.components_backend,
+            "components_fallback": post.fell_back,
+            "compile_s": compile_s,
+            "filter_seconds_per_volume": t_filter / n,
+            "segment_seconds_per_volume": t_segment / n,
         },
+        "settings": _settings(cfg),
+        "thresholds": fitted,
+        "seg_threshold": cfg.seg_threshold,
+        "summary": {
+            "dice_mean": default["dice_mean"],
+            "dice_std": default["dice_std"],
+            "auroc": auroc,
+            "auroc_tie_bound": auroc_bound,
+            "auprc": hist.auprc(),
+            "oracle_dice": oracle_dice,
+            "oracle_threshold": oracle_threshold,
+            "n_subjects": len(counts[cfg.seg_threshold].dice),
+            "lesion_voxels": hist.n_pos,
+            "normal_voxels": hist.n_neg,
+        },
+        "at_threshold": at_threshold,
         "subjects": rows,
     }
+    report.cohort_figures(out, hist, result)
     (out / "report.md").write_text(report.markdown(result))
-    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    _atomic_json(result, out / "metrics.json")
     return result

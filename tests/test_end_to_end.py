@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxuad.config import EvaluateConfig
+from jaxuad.data import DataError
 from jaxuad.evaluate import evaluate
 from jaxuad.restore import restore_cohort
 
@@ -24,7 +25,7 @@ def restored(trained_run, phantom_dir, tmp_path_factory):
 
 def test_restore_writes_nifti_on_the_input_grid(restored, phantom_dir):
     src = nib.load(str(phantom_dir / "lesion" / "sub-l000_FLAIR.nii.gz"))
-    for kind in ("restored", "residual", "brainmask"):
+    for kind in ("restored", "residual", "brainmask", "normalized"):
         img = nib.load(str(restored / "lesion" / f"sub-l000_{kind}.nii.gz"))
         assert img.shape == src.shape
         np.testing.assert_allclose(img.affine, src.affine)
@@ -35,24 +36,43 @@ def test_restore_writes_nifti_on_the_input_grid(restored, phantom_dir):
     assert info["modality"] == "FLAIR" and info["subjects"] == ["l000", "l001"]
 
 
-def test_evaluate_writes_metrics_and_report(restored, phantom_dir, tmp_path):
-    m = evaluate(
-        restored / "lesion",
-        phantom_dir / "lesion",
-        restored / "healthy",
-        tmp_path,
-        EvaluateConfig(),
-        progress=False,
-    )
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, tmp_path):
+    def run(out, cfg=None, **source):
+        lesion = (restored / "lesion", phantom_dir / "lesion")
+        return evaluate(*lesion, tmp_path / out, cfg, progress=False, **source)
+
+    m = run("report", healthy=restored / "healthy")
+    out = tmp_path / "report"
+    on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk["summary"] == m["summary"]
-    assert m["summary"]["n_subjects"] == 2
-    assert 0.0 <= m["summary"]["dice_mean"] <= 1.0 and 0.0 <= m["summary"]["auroc"] <= 1.0
-    assert m["threshold"]["percentile"] == 98.0 and m["threshold"]["value"] > 0
+    s = m["summary"]
+    assert s["n_subjects"] == 2
+    assert 0.0 <= s["dice_mean"] <= 1.0 and 0.0 <= s["auroc"] <= 1.0
+    assert 0.0 <= s["oracle_dice"] <= 1.0 and s["auroc_tie_bound"] < 1e-3
+    fitted = m["thresholds"]["thresholds"]
+    assert set(fitted) == {"percentile", "fpr0.1", "fpr0.5", "fpr1", "fpr5"}
+    for name, level in (("fpr0.1", 0.1), ("fpr0.5", 0.5), ("fpr1", 1.0), ("fpr5", 5.0)):
+        assert fitted[name]["healthy_fpr"] <= level / 100  # realised on the fitting data
+    assert fitted["fpr5"]["value"] <= fitted["fpr1"]["value"] <= fitted["fpr0.1"]["value"]
+    assert m["at_threshold"]["percentile"]["threshold"] == fitted["percentile"]["value"] > 0
     for sid in ("l000", "l001"):
         for suffix in ("_panel.png", "_filtered.nii.gz", "_seg.nii.gz"):
-            assert (tmp_path / f"sub-{sid}{suffix}").is_file()
-    assert "Dice" in (tmp_path / "report.md").read_text()
+            assert (out / f"sub-{sid}{suffix}").is_file()
+    for fig in ("histogram.png", "roc_pr.png", "dice_threshold.png"):
+        assert (out / fig).stat().st_size > 1000
+    text = (out / "report.md").read_text()
+    assert "Dice @0.1% FPR" in text and "Oracle" in text and "| svae |" in text
+    # Thresholds are kept with their source, in the report and in the run folder.
+    saved = json.loads((out / "thresholds.json").read_text())
+    assert saved["source"] == str((restored / "healthy").absolute())
+    assert saved["source"] in json.loads((trained_run / "thresholds.json").read_text())
+
+    # Reusing the saved thresholds gives the same numbers without the healthy folder.
+    again = run("again", thresholds=out / "thresholds.json")
+    assert again["at_threshold"] == m["at_threshold"]
+    with pytest.raises(DataError, match="median_size"):
+        run("mismatch", EvaluateConfig(median_size=3), thresholds=out / "thresholds.json")
+    assert not (tmp_path / "mismatch").exists()
 
 
 def test_console_scripts_end_to_end(trained_run, phantom_dir, tmp_path):
@@ -90,6 +110,17 @@ def test_console_scripts_end_to_end(trained_run, phantom_dir, tmp_path):
     r = evaluate_cli(tmp_path / "healthy", tmp_path / "report", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "report" / "metrics.json").is_file()
+    r = evaluate_cli(tmp_path / "healthy", tmp_path / "r1", "--set", "evaluate.seg_threshold=fpr7")
+    assert r.returncode == 2 and "seg_threshold" in r.stderr
+    assert not (tmp_path / "r1").exists()
+    compare = str(scripts / "jaxuad-compare")
+    r = run(
+        compare, str(tmp_path / "report"), str(tmp_path / "report"), "--name", "a", "--name", "b"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "| a |" in r.stdout and "| b |" in r.stdout and "Dice @5% FPR" in r.stdout
+    r = run(compare, str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "nowhere" in r.stderr
     r = evaluate_cli(tmp_path / "nowhere", tmp_path / "r2")
     assert r.returncode == 2 and "nowhere" in r.stderr
     assert not (tmp_path / "r2").exists()

@@ -2,11 +2,8 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from jaxuad import metrics as M
-from jaxuad import postprocess as P
-from jaxuad.config import EvaluateConfig
 
 
 def brute_auroc(scores, labels):
@@ -60,27 +57,79 @@ def test_percentile_threshold():
         M.percentile_threshold(np.array([]), 98)
 
 
-@pytest.mark.parametrize("connectivity", [6, 26])
-def test_small_components_removed(connectivity):
-    seg = np.zeros((12, 12, 12), bool)
-    seg[1:3, 1:3, 1:3] = True  # 8 voxels: kept
-    seg[6, 6, 6] = seg[7, 7, 7] = True  # diagonal pair: 2 components (6) or 1 of 2 (26)
-    seg[9:11, 9, 9] = True  # 2 voxels
-    seg[0, 11, 0:5] = True  # 5 voxels touching the border: removed at min 6
-    out = P.remove_small_components(seg, 6, connectivity)
-    expected = np.zeros_like(seg)
-    expected[1:3, 1:3, 1:3] = True
-    np.testing.assert_array_equal(out, expected)
-    assert P.remove_small_components(seg, 2, connectivity)[6, 6, 6] == (connectivity == 26)
+@pytest.mark.parametrize("level", [0.1, 0.5, 1.0, 5.0])
+def test_fpr_threshold_is_the_smallest_that_keeps_the_rate(level):
+    rng = np.random.default_rng(int(level * 10))
+    values = np.round(rng.exponential(size=5000), 2)  # many ties
+    tau = M.fpr_threshold(values, level)
+    assert M.false_positive_rate(values, tau) <= level / 100
+    below = np.max(values[values < tau])  # the next smaller candidate
+    assert M.false_positive_rate(values, below) > level / 100
+    assert tau in values
 
 
-def test_filter_residual_matches_scipy_pipeline():
-    rng = np.random.default_rng(0)
-    residual = rng.uniform(size=(20, 22, 18)).astype(np.float32)
-    mask = np.zeros(residual.shape, bool)
-    mask[3:17, 3:19, 3:15] = True
-    cfg = EvaluateConfig(median_size=5, erosion_iterations=2)
-    expected = ndimage.median_filter(residual, 5) * ndimage.binary_erosion(
-        mask, ndimage.generate_binary_structure(3, 1), iterations=2
-    )
-    np.testing.assert_allclose(P.filter_residual(residual, mask, cfg), expected)
+def test_fpr_threshold_edge_cases():
+    assert M.fpr_threshold(np.array([3.0, 1.0, 2.0]), 0.0) == 3.0  # nothing may exceed it
+    with pytest.raises(ValueError):
+        M.fpr_threshold(np.array([]), 1.0)
+    with pytest.raises(ValueError):
+        M.fpr_threshold(np.ones(3), 100.0)
+
+
+def _cohort(seed, distinct_bins):
+    rng = np.random.default_rng(seed)
+    subjects = []
+    for _ in range(3):
+        shape = (6, 7, 5)
+        lesion = rng.uniform(size=shape) < 0.15
+        scores = rng.gamma(2.0, 0.1, shape) + 0.15 * lesion
+        if distinct_bins:  # multiples of 1/64: exact floats, each value in its own bin
+            scores = np.round(scores * 64) / 64
+        brain = rng.uniform(size=shape) < 0.9
+        subjects.append((scores.astype(np.float32), lesion, brain))
+    return subjects
+
+
+@pytest.mark.parametrize("distinct_bins", [True, False])
+def test_histogram_metrics_match_exact_ones(distinct_bins):
+    """Cohort metrics from merged per-subject histograms against sort-based exact ones.
+
+    Tolerance: none when no two distinct values share a bin; otherwise the AUROC is within
+    the tie bound the histogram reports itself, and AUPRC / oracle Dice within 1e-3 (bins
+    are 2**-11 of their values wide)."""
+    subjects = _cohort(0, distinct_bins)
+    hist = M.CohortHistogram()
+    for scores, lesion, brain in subjects:
+        hist.add(M.histogram(scores, lesion, brain))
+    scores = np.concatenate([s[b] for s, _, b in subjects])
+    labels = np.concatenate([les[b] for _, les, b in subjects])
+    assert hist.n_pos == labels.sum() and hist.n_neg == (~labels).sum()
+    auc, bound = hist.auroc()
+    dice, tau = hist.best_dice()
+    exact_dice, exact_tau = M.best_dice(scores, labels)
+    if distinct_bins:
+        assert auc == pytest.approx(M.auroc(scores, labels), abs=1e-12)
+        assert hist.auprc() == pytest.approx(M.auprc(scores, labels), abs=1e-12)
+        assert (dice, tau) == pytest.approx((exact_dice, exact_tau), abs=1e-12)
+    else:
+        assert abs(auc - M.auroc(scores, labels)) <= bound + 1e-12
+        assert bound < 1e-3
+        assert hist.auprc() == pytest.approx(M.auprc(scores, labels), abs=1e-3)
+        assert dice == pytest.approx(exact_dice, abs=1e-3)
+
+
+def test_histogram_bins_cover_negative_values_in_order():
+    edges = M.bin_lower_edges()
+    finite = edges[np.isfinite(edges)]
+    assert np.all(np.diff(finite) > 0) and finite[0] < -1e38 and finite[-1] > 1e38
+    values = np.array([-2.0, -1.0, 0.0, 1.0], np.float32)
+    h = np.asarray(M.histogram(values, np.zeros(4, bool), np.ones(4, bool)))
+    nz = np.flatnonzero(h[0])
+    assert len(nz) == 4
+    assert np.all(edges[nz] <= values) and np.all(values < edges[nz + 1])
+
+
+def test_best_dice_exact():
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    labels = np.array([1, 1, 0, 0], bool)
+    assert M.best_dice(scores, labels) == (1.0, 0.8)

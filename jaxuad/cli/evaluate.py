@@ -6,12 +6,28 @@ from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser
 from jaxuad.config import EvaluateConfig, override
 
 EPILOG = """\
+thresholds (fitted on healthy data only, over eroded brain-mask voxels):
+  percentile   evaluate.percentile-th percentile of healthy residuals (Baur; default 98)
+  fpr<x>       smallest threshold whose healthy false-positive rate is <= x %, for each x
+               in evaluate.fpr_levels (Chen; default 0.1 0.5 1 5)
+
 outputs (in --out):
-  metrics.json                every number, with settings and the fitted threshold
-  report.md                   Baur-style table: Dice mean ± std, AUROC, AUPRC, time per slice
+  metrics.json                every number, with settings, thresholds and timings
+  thresholds.json             the fitted thresholds and their source (reuse: --thresholds);
+                              also added to the training run folder's thresholds.json
+  report.md                   tables in Baur's and Chen's layouts, every threshold, subjects
+  histogram.png               residuals of normal and lesion voxels (Baur Fig. 6)
+  roc_pr.png                  ROC and precision-recall curves
+  dice_threshold.png          Dice against threshold, healthy-fitted thresholds marked
   sub-<id>_panel.png          input | restoration | filtered residual | segmentation vs truth
   sub-<id>_filtered.nii.gz    post-processed residual, on the input grid
-  sub-<id>_seg.nii.gz         binary segmentation at the healthy-fitted threshold
+  sub-<id>_seg.nii.gz         binary segmentation at evaluate.seg_threshold
+
+post-processing settings (--set evaluate.KEY=VALUE):
+  median_size=5  erosion_iterations=3  min_component_size=6  connectivity=26 (6|26)
+  percentile=98  fpr_levels=0.1,0.5,1,5  seg_threshold=percentile (or fpr<x>)
+  positive_only=false  hyperintensity_quantile=0 (off)
+  backend=jax (jax|scipy)  components=auto (auto|jax|scipy; auto: SciPy on CPU, JAX on GPU)
 
 example:
   jaxuad-evaluate --pred pred/lesion --data phantom/lesion --healthy pred/healthy --out report/
@@ -27,20 +43,19 @@ def main() -> int:
         required=True,
         help="the test scans (folder or manifest) with sub-<id>_lesion masks",
     )
-    p.add_argument(
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
         "--healthy",
-        required=True,
-        help="jaxuad-restore output for healthy scans; the threshold is the "
-        "evaluate.percentile-th percentile of their post-processed residuals",
+        help="jaxuad-restore output for healthy scans, on which the thresholds are fitted",
+    )
+    source.add_argument(
+        "--thresholds",
+        help="thresholds.json of an earlier evaluation (same post-processing settings), "
+        "instead of fitting on --healthy",
     )
     p.add_argument("--out", required=True, help="report folder (created if missing)")
     add_modality(p, "image contrast of --data (default: from pred/restore.json)")
-    add_overrides(
-        p,
-        "evaluate.KEY=VALUE",
-        "override post-processing: median_size, erosion_iterations, "
-        "min_component_size, connectivity (6|26), percentile",
-    )
+    add_overrides(p, "evaluate.KEY=VALUE", "override a post-processing setting (see below)")
     add_progress(p)
     args = p.parse_args()
 
@@ -51,16 +66,17 @@ def main() -> int:
     m = evaluate(
         args.pred,
         args.data,
-        args.healthy,
         args.out,
         cfg,
+        healthy=args.healthy,
+        thresholds=args.thresholds,
         modality=args.modality,
         progress=not args.no_progress,
     )
     s = m["summary"]
     print(
-        f"Dice {s['dice_mean']:.4f} ± {s['dice_std']:.4f}  AUROC {s['auroc']:.4f}  "
-        f"AUPRC {s['auprc']:.4f}  ({s['n_subjects']} subjects)"
+        f"Dice {s['dice_mean']:.4f} ± {s['dice_std']:.4f} at {m['seg_threshold']}  "
+        f"AUROC {s['auroc']:.4f}  AUPRC {s['auprc']:.4f}  ({s['n_subjects']} subjects)"
     )
     print(f"report: {args.out}/report.md")
     return 0

@@ -4,8 +4,10 @@ For every subject the output folder receives, on the input's grid and with its a
 
 * ``sub-<id>_restored.nii.gz``: the restoration, in normalised intensity units;
 * ``sub-<id>_residual.nii.gz``: ``|x - x_restored|`` inside the brain mask;
-* ``sub-<id>_brainmask.nii.gz``: a copy of the mask, so the folder alone can calibrate
-  thresholds (``jaxuad-evaluate --healthy``);
+* ``sub-<id>_brainmask.nii.gz``: a copy of the mask, and
+* ``sub-<id>_normalized.nii.gz``: the input in the same normalised units as the
+  restoration, so the folder alone can calibrate thresholds (``jaxuad-evaluate
+  --healthy``), including the priors that need the input (``evaluate.positive_only``);
 
 and ``restore.json`` records the run, method and timings. Axial slices outside the run's
 slice selection are not processed: there the restoration equals the input and the residual
@@ -28,6 +30,16 @@ from jaxuad.config import ConfigError
 from jaxuad.data import iter_volumes, slice_volume, write_nifti_like
 
 METHODS = ("reconstruction",)
+
+
+def latent_description(config) -> str:
+    """Baur's "z" column: ``512`` for dense bottlenecks, ``8x8x64`` for spatial ones."""
+    from jaxuad.models import REGISTRY
+
+    m = config.model
+    if REGISTRY[m.name].keywords.get("bottleneck") == "dense":
+        return str(m.z_dim)
+    return f"{m.bottleneck_res}x{m.bottleneck_res}x{m.z_channels}"
 
 
 def make_reconstruct(graphdef: nnx.GraphDef):
@@ -102,6 +114,7 @@ def restore_cohort(
         write_nifti_like(restored, vol, out / f"sub-{sid}_restored.nii.gz")
         write_nifti_like(residual, vol, out / f"sub-{sid}_residual.nii.gz")
         write_nifti_like(vol.brainmask, vol, out / f"sub-{sid}_brainmask.nii.gz")
+        write_nifti_like(x, vol, out / f"sub-{sid}_normalized.nii.gz")
         subjects.append(sid)
 
     summary = {
@@ -110,6 +123,8 @@ def restore_cohort(
         "data": str(data),
         "modality": dc.modality,
         "model": config.model.name,
+        "latent": latent_description(config),
+        "normalization": dc.normalization,
         "subjects": subjects,
         "slices": n_slices,
         "compile_s": compile_s,

@@ -1,0 +1,200 @@
+"""3D post-processing of residual volumes (Baur et al. 2018, Sec. 3.1 "Postprocessing").
+
+For each subject: optional masks on the raw residual (positive residuals only; a
+hyperintensity prior), a 5x5x5 median filter, multiplication by a slightly eroded brain
+mask, a threshold, and removal of 3D connected components smaller than 6 voxels.
+
+Two interchangeable backends compute the same numbers (tested voxel for voxel):
+
+* ``jax`` (default): the compiled kernels of :mod:`.kernels`, batched over subjects with
+  ``vmap`` and run on whatever device JAX uses (GPU/TPU where present);
+* ``scipy``: :mod:`scipy.ndimage` on the host (:mod:`.reference`).
+
+Connected components use ``evaluate.components`` (``auto`` | ``jax`` | ``scipy``). ``auto``
+runs the JAX kernel on GPU/TPU and ``scipy.ndimage.label`` on CPU, where SciPy's one-pass
+union-find was measured 4-15x faster than any sweep-based kernel (``bin/bench-postprocess``).
+It also falls back to SciPy, with a warning, where the JAX kernel cannot run: volumes of
+2**31 voxels or more, or an XLA runtime error such as running out of device memory.
+
+Research code can call the jitted batch functions directly::
+
+    filtered = filter_residuals(residuals, masks, keep, median_size=5, erosion_iterations=3)
+    seg = segment(filtered, thresholds, min_size=6, connectivity=26)
+
+with ``residuals``, ``masks``, ``keep`` [B, X, Y, Z] and ``thresholds`` [B] or scalar.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxuad.config import ConfigError, EvaluateConfig
+from jaxuad.postprocess import kernels, reference
+
+BACKENDS = ("jax", "scipy")
+COMPONENT_BACKENDS = ("auto", "jax", "scipy")
+
+
+@functools.partial(jax.jit, static_argnames=("median_size", "erosion_iterations"))
+def filter_residuals(
+    residual: jax.Array,
+    brainmask: jax.Array,
+    keep: jax.Array,
+    *,
+    median_size: int,
+    erosion_iterations: int,
+) -> jax.Array:
+    """[B, X, Y, Z] residuals -> median filtered, zero outside the eroded brain mask.
+    ``keep`` (bool, same shape) zeroes residuals before filtering (all True: no prior)."""
+
+    def one(r, m, k):
+        r = jnp.where(k, r, 0.0)
+        return kernels.median_filter(r, median_size) * kernels.binary_erosion(m, erosion_iterations)
+
+    return jax.vmap(one)(residual, brainmask, keep)
+
+
+@functools.partial(jax.jit, static_argnames=("min_size", "connectivity"))
+def segment(
+    filtered: jax.Array, threshold: jax.Array, *, min_size: int, connectivity: int
+) -> jax.Array:
+    """[B, X, Y, Z] filtered residuals -> ``filtered > threshold`` ([B] or scalar) without
+    the 3D components smaller than ``min_size`` voxels."""
+    threshold = jnp.broadcast_to(jnp.asarray(threshold, filtered.dtype), filtered.shape[:1])
+    return jax.vmap(lambda f, t: kernels.remove_small_components(f > t, min_size, connectivity))(
+        filtered, threshold
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("connectivity",))
+def components_hit(truth: jax.Array, pred: jax.Array, *, connectivity: int):
+    """[B, X, Y, Z] -> per subject (ground-truth components hit by ``pred``, components)."""
+    return jax.vmap(lambda t, p: kernels.components_hit(t, p, connectivity))(truth, pred)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _eroded(brainmask: jax.Array, iterations: int) -> jax.Array:
+    return kernels.binary_erosion(brainmask, iterations)
+
+
+def keep_mask(
+    image: np.ndarray,
+    restored: np.ndarray | None,
+    brainmask: np.ndarray,
+    cfg: EvaluateConfig,
+) -> np.ndarray:
+    """Where residuals count before filtering: everywhere, unless ``positive_only`` (the
+    input brighter than its restoration) or ``hyperintensity_quantile`` q > 0 (the input at
+    or above its q-quantile over brain voxels). ``image`` and ``restored`` are in the same
+    normalised units."""
+    keep = np.ones(image.shape, bool)
+    if cfg.positive_only:
+        if restored is None:
+            raise ValueError("positive_only needs the restoration")
+        keep &= image > restored
+    if cfg.hyperintensity_quantile > 0:
+        keep &= image >= np.quantile(image[brainmask], cfg.hyperintensity_quantile)
+    return keep
+
+
+class Postprocessor:
+    """Runs the post-processing of ``cfg`` on one volume at a time with the chosen
+    backends, taking NumPy arrays and returning NumPy arrays."""
+
+    def __init__(self, cfg: EvaluateConfig):
+        if cfg.backend not in BACKENDS:
+            raise ConfigError(f"evaluate.backend must be one of {BACKENDS}, got {cfg.backend!r}")
+        if cfg.components not in COMPONENT_BACKENDS:
+            raise ConfigError(
+                f"evaluate.components must be one of {COMPONENT_BACKENDS}, got {cfg.components!r}"
+            )
+        if cfg.connectivity not in (6, 26):
+            raise ConfigError(f"evaluate.connectivity must be 6 or 26, got {cfg.connectivity}")
+        if cfg.median_size > 1 and cfg.median_size % 2 == 0:
+            raise ConfigError(f"evaluate.median_size must be odd, got {cfg.median_size}")
+        self.cfg = cfg
+        self.components_backend = cfg.components
+        if cfg.components == "auto":
+            on_cpu = jax.default_backend() == "cpu"
+            self.components_backend = "scipy" if on_cpu else "jax"
+        self.fell_back: str | None = None  # why auto chose SciPy, if it did
+
+    def filter(self, residual: np.ndarray, brainmask: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        if cfg.backend == "scipy":
+            r = np.where(keep, residual, 0.0)
+            return reference.median_filter(r, cfg.median_size) * reference.binary_erosion(
+                brainmask, cfg.erosion_iterations
+            )
+        out = filter_residuals(
+            residual[None].astype(np.float32),
+            brainmask[None],
+            keep[None],
+            median_size=cfg.median_size,
+            erosion_iterations=cfg.erosion_iterations,
+        )
+        return np.asarray(out[0])
+
+    def eroded(self, brainmask: np.ndarray) -> np.ndarray:
+        if self.cfg.backend == "scipy":
+            return reference.binary_erosion(brainmask, self.cfg.erosion_iterations)
+        return np.asarray(_eroded(brainmask, self.cfg.erosion_iterations))
+
+    def _components(self, jax_fn, scipy_fn):
+        if self.components_backend == "jax":
+            try:
+                return jax_fn()
+            except (ValueError, jax.errors.JaxRuntimeError) as e:
+                if self.cfg.components == "jax":
+                    raise
+                self.fell_back = f"{type(e).__name__}: {e}"
+                self.components_backend = "scipy"
+                warnings.warn(
+                    f"JAX connected components failed ({self.fell_back}); using "
+                    "scipy.ndimage.label from here on",
+                    stacklevel=3,
+                )
+        return scipy_fn()
+
+    def segment(self, filtered: np.ndarray, threshold: float) -> np.ndarray:
+        cfg = self.cfg
+        return self._components(
+            lambda: np.asarray(
+                segment(
+                    filtered[None],
+                    threshold,
+                    min_size=cfg.min_component_size,
+                    connectivity=cfg.connectivity,
+                )[0]
+            ),
+            lambda: reference.remove_small_components(
+                filtered > threshold, cfg.min_component_size, cfg.connectivity
+            ),
+        )
+
+    def components_hit(self, truth: np.ndarray, pred: np.ndarray) -> tuple[int, int]:
+        def via_jax():
+            hit, n = components_hit(truth[None], pred[None], connectivity=self.cfg.connectivity)
+            return int(hit[0]), int(n[0])
+
+        return self._components(
+            via_jax, lambda: reference.components_hit(truth, pred, self.cfg.connectivity)
+        )
+
+
+__all__ = [
+    "BACKENDS",
+    "COMPONENT_BACKENDS",
+    "Postprocessor",
+    "components_hit",
+    "filter_residuals",
+    "keep_mask",
+    "kernels",
+    "reference",
+    "segment",
+]

@@ -1,0 +1,189 @@
+"""The compiled JAX post-processing against scipy.ndimage, voxel for voxel."""
+
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from jaxuad import postprocess as P
+from jaxuad.config import ConfigError, EvaluateConfig
+from jaxuad.postprocess import kernels as K
+from jaxuad.postprocess import reference as R
+
+SHAPE = (9, 11, 8)
+
+
+@functools.cache
+def jitted(name, *static):
+    return jax.jit(lambda x: getattr(K, name)(x, *static))
+
+
+def volumes(seed, p):
+    """Random masks, plus the edge cases: empty, single voxel, full, border-touching."""
+    rng = np.random.default_rng(seed)
+    single = np.zeros(SHAPE, bool)
+    single[4, 5, 3] = True
+    border = np.zeros(SHAPE, bool)
+    border[0, :, 0] = border[-1, -1, :] = border[:, 0, -1] = True
+    return {
+        "random": rng.uniform(size=SHAPE) < p,
+        "empty": np.zeros(SHAPE, bool),
+        "single": single,
+        "full": np.ones(SHAPE, bool),
+        "border": border,
+    }
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_filter_equals_scipy_including_faces(size):
+    rng = np.random.default_rng(size)
+    cases = {
+        "normal": rng.normal(size=SHAPE),
+        "ties": rng.integers(0, 3, SHAPE) * 0.5,  # many equal values
+        "signed zeros and negatives": np.where(
+            rng.uniform(size=SHAPE) < 0.5, -0.0, -rng.uniform(size=SHAPE)
+        ),
+        "all ones": np.ones(SHAPE),
+        "single voxel": volumes(0, 0.5)["single"] * 7.0,
+        "thin": rng.normal(size=(1, 3, 12)),  # thinner than the window: reflected twice
+    }
+    for name, x in cases.items():
+        x = x.astype(np.float32)
+        got = np.asarray(jitted("median_filter", size)(x))
+        np.testing.assert_array_equal(got, R.median_filter(x, size), err_msg=name)
+
+
+def test_median_filter_identity_and_even_sizes():
+    x = np.random.default_rng(0).normal(size=SHAPE).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(K.median_filter(x, 1)), x)
+    with pytest.raises(ValueError, match="odd"):
+        K.median_filter(x, 4)
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_erosion_equals_scipy(iterations):
+    for name, m in volumes(iterations, 0.8).items():
+        got = np.asarray(jitted("binary_erosion", iterations)(m))
+        np.testing.assert_array_equal(got, R.binary_erosion(m, iterations), err_msg=name)
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+@pytest.mark.parametrize("p", [0.25, 0.55])
+def test_labels_equal_scipy(connectivity, p):
+    """Same partition and the same numbering (raster order of first voxels)."""
+    for seed in range(3):
+        for name, m in volumes(seed, p).items():
+            labels, n = jitted("label", connectivity)(m)
+            want, n_want = R.label(m, connectivity)
+            assert int(n) == n_want, name
+            np.testing.assert_array_equal(np.asarray(labels), want, err_msg=name)
+
+
+def test_label_converges_on_a_long_snake():
+    """One component that winds through the whole volume: many sweeps without jumping."""
+    m = np.zeros((5, 16, 16), bool)
+    m[:, ::2, :] = True
+    for i in range(1, 16, 2):  # connect alternate ends of the rows
+        m[:, i, 0 if i % 4 == 3 else -1] = True
+    labels, n = jitted("label", 6)(m)
+    assert int(n) == 1 and np.array_equal(np.asarray(labels) > 0, m)
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_small_components_removed(connectivity):
+    seg = np.zeros((12, 12, 12), bool)
+    seg[1:3, 1:3, 1:3] = True  # 8 voxels: kept
+    seg[6, 6, 6] = seg[7, 7, 7] = True  # diagonal pair: 2 components (6) or 1 of 2 (26)
+    seg[9:11, 9, 9] = True  # 2 voxels
+    seg[0, 11, 0:5] = True  # 5 voxels touching the border: removed at min 6
+    expected = np.zeros_like(seg)
+    expected[1:3, 1:3, 1:3] = True
+    for impl in (R.remove_small_components, K.remove_small_components):
+        np.testing.assert_array_equal(np.asarray(impl(seg, 6, connectivity)), expected)
+        assert np.asarray(impl(seg, 2, connectivity))[6, 6, 6] == (connectivity == 26)
+
+
+def test_components_hit_equals_scipy():
+    rng = np.random.default_rng(3)
+    truth, pred = rng.uniform(size=SHAPE) < 0.2, rng.uniform(size=SHAPE) < 0.1
+    for c in (6, 26):
+        hit, n = K.components_hit(truth, pred, c)
+        assert (int(hit), int(n)) == R.components_hit(truth, pred, c)
+    assert R.components_hit(truth, np.zeros(SHAPE, bool), 26)[0] == 0
+
+
+@pytest.fixture(scope="module")
+def residual_case():
+    rng = np.random.default_rng(0)
+    residual = np.abs(rng.normal(size=(14, 16, 12))).astype(np.float32)
+    mask = np.zeros(residual.shape, bool)
+    mask[2:12, 2:14, 1:11] = True
+    return residual * mask, mask
+
+
+def test_backends_agree_on_the_whole_pipeline(residual_case):
+    residual, mask = residual_case
+    cfg = EvaluateConfig(erosion_iterations=2, min_component_size=4)
+    keep = np.ones(mask.shape, bool)
+    out, tau = {}, 0.75  # between the filtered residuals' median and maximum
+    for backend, comps in (("jax", "jax"), ("scipy", "scipy")):
+        post = P.Postprocessor(dataclasses.replace(cfg, backend=backend, components=comps))
+        filtered = post.filter(residual, mask, keep)
+        out[backend] = filtered, post.segment(filtered, tau), post.eroded(mask)
+    for a, b in zip(out["jax"], out["scipy"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert out["jax"][1].any() and not out["jax"][1].all()  # a threshold that separates
+
+
+def test_batched_filter_equals_one_by_one(residual_case):
+    residual, mask = residual_case
+    batch = np.stack([residual, residual[::-1].copy()])
+    masks, keep = np.stack([mask, mask[::-1].copy()]), np.ones(batch.shape, bool)
+    got = P.filter_residuals(batch, masks, keep, median_size=5, erosion_iterations=1)
+    for i in range(2):
+        want = R.median_filter(batch[i], 5) * R.binary_erosion(masks[i], 1)
+        np.testing.assert_array_equal(np.asarray(got[i]), want)
+
+
+def test_priors_zero_residuals_before_filtering():
+    image = np.linspace(0, 1, 27).reshape(3, 3, 3).astype(np.float32)
+    restored = np.full_like(image, 0.5)
+    brain = np.ones(image.shape, bool)
+    cfg = EvaluateConfig()
+    assert P.keep_mask(image, restored, brain, cfg).all()  # off by default
+    pos = P.keep_mask(image, restored, brain, dataclasses.replace(cfg, positive_only=True))
+    np.testing.assert_array_equal(pos, image > 0.5)
+    hyper = P.keep_mask(image, None, brain, dataclasses.replace(cfg, hyperintensity_quantile=0.75))
+    assert hyper.sum() == 7 and hyper[image >= np.quantile(image, 0.75)].all()
+
+
+def test_auto_components_fall_back_to_scipy(residual_case, monkeypatch):
+    residual, mask = residual_case
+    post = P.Postprocessor(EvaluateConfig(components="auto"))
+    assert post.components_backend == ("scipy" if jax.default_backend() == "cpu" else "jax")
+    post.components_backend = "jax"  # as on a GPU
+
+    def fail(*a, **k):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: out of memory")
+
+    monkeypatch.setattr(P, "segment", fail)
+    with pytest.warns(UserWarning, match="scipy.ndimage.label"):
+        seg = post.segment(residual, 1.0)
+    np.testing.assert_array_equal(seg, R.remove_small_components(residual > 1.0, 6, 26))
+    assert post.components_backend == "scipy" and "RESOURCE_EXHAUSTED" in post.fell_back
+    strict = P.Postprocessor(EvaluateConfig(components="jax"))
+    with pytest.raises(jax.errors.JaxRuntimeError):
+        strict.segment(residual, 1.0)
+
+
+def test_bad_settings_are_config_errors():
+    for bad in (
+        {"backend": "numpy"},
+        {"components": "gpu"},
+        {"connectivity": 8},
+        {"median_size": 4},
+    ):
+        with pytest.raises(ConfigError):
+            P.Postprocessor(EvaluateConfig(**bad))
