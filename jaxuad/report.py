@@ -229,7 +229,7 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
         ax.axvline(t, color=colours[n], ls="--", lw=1, label=f"{n} = {t:.3g}")
     ax.set(
         yscale="log",
-        xlabel="post-processed residual",
+        xlabel="post-processed residual (last bin: everything above)",
         ylabel="fraction of voxels",
         title="Residuals inside the brain mask",
     )
