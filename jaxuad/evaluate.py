@@ -26,8 +26,8 @@ Metrics, all inside the brain mask (definitions in :mod:`jaxuad.metrics`):
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import time
 from pathlib import Path
 
@@ -37,7 +37,14 @@ from tqdm.auto import tqdm
 from jaxuad import metrics as M
 from jaxuad import report
 from jaxuad.config import ConfigError, EvaluateConfig
-from jaxuad.data import DataError, iter_volumes, read_nifti, read_on_grid, write_nifti_like
+from jaxuad.data import (
+    DataError,
+    iter_volumes,
+    read_nifti,
+    read_on_grid,
+    write_json,
+    write_nifti_like,
+)
 from jaxuad.data.preprocess import normalize
 from jaxuad.postprocess import Postprocessor, keep_mask
 
@@ -46,23 +53,25 @@ def threshold_names(cfg: EvaluateConfig) -> list[str]:
     return ["percentile", *(f"fpr{x:g}" for x in cfg.fpr_levels)]
 
 
-def _restoration_part(folder: Path, subject: str, part: str, shape, affine) -> np.ndarray | None:
+def _restoration_part(
+    folder: Path, subject: str, part: str, shape, affine, ref_name: str
+) -> np.ndarray | None:
+    """``folder/sub-<subject>_<part>.nii.gz`` on ``ref_name``'s grid, or None if absent."""
     path = folder / f"sub-{subject}_{part}.nii.gz"
-    if not path.is_file():
-        return None
-    return read_on_grid(path, shape, affine, f"sub-{subject}_residual.nii.gz")
+    return read_on_grid(path, shape, affine, ref_name) if path.is_file() else None
 
 
-def _keep(folder, subject, shape, affine, brainmask, cfg, fallback_input=None):
-    """The prior mask of :func:`keep_mask` from a restoration folder's files."""
-    if not (cfg.positive_only or cfg.hyperintensity_quantile > 0):
-        return np.ones(shape, bool)
-    image = _restoration_part(folder, subject, "normalized", shape, affine)
-    image = fallback_input if image is None else image
-    restored = _restoration_part(folder, subject, "restored", shape, affine)
+def _priors_on(cfg: EvaluateConfig) -> bool:
+    return cfg.positive_only or cfg.hyperintensity_quantile > 0
+
+
+def _keep(image, restored, brainmask, cfg: EvaluateConfig, where: str) -> np.ndarray:
+    """:func:`keep_mask`, with a clear error when a prior needs a file the folder lacks."""
+    if not _priors_on(cfg):
+        return np.ones(brainmask.shape, bool)
     if image is None or (cfg.positive_only and restored is None):
         raise DataError(
-            f"{folder}: sub-{subject}: positive_only / hyperintensity_quantile need "
+            f"{where}: positive_only / hyperintensity_quantile need "
             "sub-<id>_normalized.nii.gz and sub-<id>_restored.nii.gz (re-run jaxuad-restore)"
         )
     return keep_mask(image, restored, brainmask, cfg)
@@ -83,11 +92,23 @@ def fit_thresholds(healthy, cfg: EvaluateConfig, post: Postprocessor | None = No
     for f in files:
         residual, affine, _ = read_nifti(f)
         subject = f.name[len("sub-") : -len("_residual.nii.gz")]
-        mask = _restoration_part(healthy, subject, "brainmask", residual.shape, affine)
+
+        part = functools.partial(
+            _restoration_part,
+            healthy,
+            subject,
+            shape=residual.shape,
+            affine=affine,
+            ref_name=f.name,
+        )
+        mask = part("brainmask")
         if mask is None:
             raise DataError(f"{f.with_name(f'sub-{subject}_brainmask.nii.gz')}: missing")
         mask = mask > 0.5
-        keep = _keep(healthy, subject, residual.shape, affine, mask, cfg)
+        image, restored = (
+            (part("normalized"), part("restored")) if _priors_on(cfg) else (None, None)
+        )
+        keep = _keep(image, restored, mask, cfg, f"{healthy}: sub-{subject}")
         filtered = post.filter(residual, mask, keep)
         # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
         eroded = post.eroded(mask)
@@ -119,10 +140,13 @@ def _settings(cfg: EvaluateConfig) -> dict:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
-def _atomic_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+_POSTPROCESS_KEYS = (
+    "median_size",
+    "erosion_iterations",
+    "positive_only",
+    "hyperintensity_quantile",
+    "percentile",
+)
 
 
 def load_thresholds(path, cfg: EvaluateConfig) -> dict:
@@ -153,15 +177,6 @@ def load_thresholds(path, cfg: EvaluateConfig) -> dict:
     return saved
 
 
-_POSTPROCESS_KEYS = (
-    "median_size",
-    "erosion_iterations",
-    "positive_only",
-    "hyperintensity_quantile",
-    "percentile",
-)
-
-
 def _save_in_run(fitted: dict, healthy: Path) -> None:
     """Adds the thresholds to ``<run>/thresholds.json`` (keyed by their source), when the
     healthy folder's restore.json names a run folder that exists."""
@@ -174,7 +189,7 @@ def _save_in_run(fitted: dict, healthy: Path) -> None:
     path = run / "thresholds.json"
     saved = json.loads(path.read_text()) if path.is_file() else {}
     saved[fitted["source"]] = fitted
-    _atomic_json(saved, path)
+    write_json(saved, path)
 
 
 class _Counts:
@@ -248,17 +263,23 @@ def evaluate(
     volumes = list(iter_volumes(data, modality))
     inputs = []
     for v in volumes:
-        residual = _restoration_part(pred, v.subject, "residual", v.image.shape, v.affine)
+        sid, scan = v.subject, f"sub-{v.subject}'s {modality} scan"
+
+        part = functools.partial(
+            _restoration_part, pred, sid, shape=v.image.shape, affine=v.affine, ref_name=scan
+        )
+        residual = part("residual")
         if residual is None:
             raise DataError(
-                f"{pred / f'sub-{v.subject}_residual.nii.gz'}: missing (expected beside the "
+                f"{pred / f'sub-{sid}_residual.nii.gz'}: missing (expected beside the "
                 "other restoration outputs)"
             )
-        shown = _restoration_part(pred, v.subject, "normalized", v.image.shape, v.affine)
+        shown = part("normalized")
         if shown is None:
             shown = normalize(v.image, v.brainmask, normalization)
-        keep = _keep(pred, v.subject, v.image.shape, v.affine, v.brainmask, cfg, shown)
-        inputs.append((v, residual, shown, keep))
+        restored = part("restored")
+        keep = _keep(shown, restored, v.brainmask, cfg, f"{pred}: sub-{sid}")
+        inputs.append((v, residual, shown, restored, keep))
     fitted = (
         fit_thresholds(healthy, cfg, post)
         if healthy is not None
@@ -267,12 +288,12 @@ def evaluate(
     taus = {name: fitted["thresholds"][name] for name in names}
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(fitted, out / "thresholds.json")
+    write_json(fitted, out / "thresholds.json")
     if healthy is not None:
         _save_in_run(fitted, Path(healthy))
 
     # Compile once on the first volume, so per-volume times are steady state.
-    v0, r0, _, k0 = inputs[0]
+    v0, r0, _, _, k0 = inputs[0]
     t0 = time.perf_counter()
     post.segment(post.filter(r0, v0.brainmask, k0), taus[cfg.seg_threshold]["value"])
     compile_s = time.perf_counter() - t0
@@ -280,7 +301,7 @@ def evaluate(
     hist = M.CohortHistogram()
     counts = {name: _Counts() for name in names}
     rows, t_filter, t_segment = [], 0.0, 0.0
-    for vol, residual, shown, keep in tqdm(
+    for vol, residual, shown, restored, keep in tqdm(
         inputs, desc="evaluate", unit="subject", disable=not progress
     ):
         sid, brain = vol.subject, vol.brainmask
@@ -309,7 +330,6 @@ def evaluate(
         rows.append(row)
         write_nifti_like(filtered, vol, out / f"sub-{sid}_filtered.nii.gz")
         write_nifti_like(seg, vol, out / f"sub-{sid}_seg.nii.gz")
-        restored = _restoration_part(pred, sid, "restored", vol.image.shape, vol.affine)
         report.subject_panel(
             out / f"sub-{sid}_panel.png",
             f"sub-{sid}",
@@ -364,5 +384,5 @@ def evaluate(
     }
     report.cohort_figures(out, hist, result)
     (out / "report.md").write_text(report.markdown(result))
-    _atomic_json(result, out / "metrics.json")
+    write_json(result, out / "metrics.json")
     return result

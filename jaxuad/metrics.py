@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from jaxuad.postprocess.kernels import from_sortable_keys, sortable_keys
+
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
     """Dice = 2|P & T| / (|P| + |T|). Both empty is a perfect answer: 1.0 by definition."""
@@ -102,8 +104,6 @@ N_BINS = 2 ** (32 - HIST_SHIFT)
 @jax.jit
 def histogram(scores: jax.Array, lesion: jax.Array, brainmask: jax.Array) -> jax.Array:
     """[2, N_BINS] int32 counts of brain-mask voxels: row 0 normal, row 1 lesion."""
-    from jaxuad.postprocess.kernels import sortable_keys
-
     # Subnormals and -0.0 become +0.0, so the zero bin holds exactly one value (residuals
     # are often exactly 0, e.g. outside the eroded mask) and its ties are exact.
     scores = jnp.where(jnp.abs(scores) < jnp.finfo(jnp.float32).tiny, 0.0, scores)
@@ -119,10 +119,8 @@ def bin_lower_edges() -> np.ndarray:
     """The smallest float32 in each histogram bin (bins in increasing value order; the
     bins at both ends hold infinities and NaN patterns, never finite inputs)."""
     keys = np.arange(N_BINS, dtype=np.uint32) << np.uint32(HIST_SHIFT)
-    sign = np.uint32(0x80000000)
-    bits = np.where(keys >= sign, keys & ~sign, ~keys)  # inverse of sortable_keys
     with np.errstate(invalid="ignore"):  # the NaN patterns at the top
-        edges = bits.view(np.float32).astype(np.float64)
+        edges = np.asarray(from_sortable_keys(jnp.asarray(keys)), np.float64)
     edges.flags.writeable = False
     return edges
 

@@ -7,6 +7,7 @@ from jaxuad.data.nifti import (
     load_volume,
     read_nifti,
     read_on_grid,
+    write_json,
     write_nifti_like,
 )
 from jaxuad.data.slices import (
@@ -34,6 +35,7 @@ __all__ = [
     "read_on_grid",
     "slice_volume",
     "stack_images",
+    "write_json",
     "write_nifti_like",
 ]
 

@@ -6,6 +6,8 @@ file's path, so the command lines can print one line and exit non-zero.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -97,12 +99,27 @@ def write_nifti_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
     header.set_data_dtype(dtype)
     img = nib.Nifti1Image(array.astype(dtype), ref.affine, header)
     img.header.set_slope_inter(1.0, 0.0)
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yields a temporary path beside ``path`` to write to; it becomes ``path`` only when
+    the block completes, and is removed if it fails, so no partial file is ever left."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="".join(path.suffixes))
     os.close(fd)
     try:
-        nib.save(img, tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(obj, path: str | Path) -> None:
+    """Writes ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
