@@ -16,7 +16,6 @@ is 0.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxuad.config import ConfigError
-from jaxuad.data import iter_volumes, slice_volume, write_nifti_like
+from jaxuad.data import iter_volumes, slice_volume, write_json, write_nifti_like
 
 METHODS = ("reconstruction",)
 
@@ -131,5 +130,5 @@ def restore_cohort(
         "seconds_per_slice": run_s / max(n_slices, 1),
         "device": jax.devices()[0].platform,
     }
-    (out / "restore.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(summary, out / "restore.json")
     return summary
