@@ -38,7 +38,12 @@ class DataConfig:
 class ModelConfig:
     """Architecture. Encoder and decoder sizes are shared by every Baur variant."""
 
-    name: str = "svae"  # registry key: dae | sae | dvae | svae (fixes dense/spatial, AE/VAE)
+    # Registry key (jaxuad.models.REGISTRY): dae | sae | dvae | svae | sae_gan | anovaegan
+    # (Baur et al. 2018), vae_chen | aae | gmvae (Chen et al. 2019) | anogan (Schlegl).
+    name: str = "svae"
+    # Encoder/decoder family: "baur" = plain conv stages (Baur et al. 2018, Table 1);
+    # "chen" = one conv, then a residual block per stage (Chen et al. 2019).
+    arch: str = "baur"
     # Conv channels per encoder stage; the decoder mirrors them. Five stages reach Baur's
     # smallest bottleneck (1/32 of the input: 8x8 at 256, 4x4 at 128).
     features: tuple[int, ...] = (32, 64, 128, 256, 256)
@@ -48,11 +53,23 @@ class ModelConfig:
     # Spatial bottleneck is bottleneck_res^2 x z_channels. Baur's sAE3/sVAE use 16x16 at 256
     # input (1/16), which is 8x8 at 128; sAE1 uses 8x8 at 256 (1/32), 4x4 at 128.
     bottleneck_res: int = 8
+    # Image discriminator (sae_gan, anovaegan, anogan): stride-2 conv stages, then a logit.
+    disc_features: tuple[int, ...] = (32, 64, 128, 256)
+    # Latent discriminator (aae): hidden widths of an MLP on the flattened code.
+    latent_disc_hidden: tuple[int, ...] = (512, 512)
+    gmm_components: int = 10  # gmvae: Gaussians in the mixture prior (per latent position)
+    # Chen et al.'s variance network (4 conv layers, 8-16-8-1 channels, 3x3) beside the
+    # model: it predicts E_q[(g(z) - x)^2] per pixel, for lg_neural restoration.
+    variance_net: bool = False
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation. Defaults follow Baur et al. 2018: Adam 1e-3, batch 8, 150 epochs."""
+    """Optimisation. Defaults follow Baur et al. 2018: Adam 1e-3, batch 8, 150 epochs.
+
+    Models with several objectives (GANs, AAE, the variance network) update in phases,
+    each with its own Adam state, in the order :func:`jaxuad.train.schemes.phases_for` gives.
+    """
 
     epochs: int = 150
     batch_size: int = 8
@@ -61,6 +78,19 @@ class TrainConfig:
     # of a Laplace likelihood. At 1.0 the spatial VAE collapsed to the prior on the phantom
     # (decoding the posterior mean gave the all-zeros L1); 1e-3 keeps a usable posterior.
     kl_weight: float = 1e-3
+    recon_loss: str = "l1"  # l1 (Baur) | l2 (Chen: squared error, a unit-variance Gaussian)
+    # Adversarial phases (generator and discriminator): Baur et al. use 1e-4, Adam beta1
+    # 0.5 as in DCGAN. adv_weight is lambda_3 of the generator's -log D(x_hat) term.
+    adv_learning_rate: float = 1e-4
+    adv_b1: float = 0.5
+    adv_weight: float = 1.0
+    # Variance network (model.variance_net): "joint" trains it beside the model from step
+    # 0; "after" trains it for variance_epochs once the model's epochs are done (the model
+    # is frozen then). Its target averages variance_samples decoder samples z ~ q(z|x).
+    variance_schedule: str = "joint"
+    variance_epochs: int = 20
+    variance_learning_rate: float = 1e-3
+    variance_samples: int = 4
     log_every: int = 50  # steps between metric fetches (and NaN checks)
     checkpoint_every: int = 500  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 3
@@ -238,9 +268,42 @@ def smoke(config: Config) -> Config:
             z_dim=16,
             z_channels=4,
             bottleneck_res=res,
+            disc_features=(8, 16),
+            latent_disc_hidden=(16,),
+            gmm_components=3,
         ),
-        train=r(config.train, epochs=1, batch_size=4, log_every=5, checkpoint_every=10),
+        train=r(
+            config.train,
+            epochs=1,
+            batch_size=4,
+            log_every=5,
+            checkpoint_every=10,
+            variance_epochs=1,
+            variance_samples=2,
+        ),
         restore=r(config.restore, batch_size=8),
+    )
+
+
+def chen2019(name: str, **model) -> Config:
+    """Chen et al. 2019's setup for model ``name``: the residual architecture (one conv, six
+    residual blocks of 8 to 256 channels, 3x3 kernels, a 2x2x256 code at 128 input), z-score
+    normalisation (background -3.5), squared-error reconstruction, Adam 2e-5, batch 64, and
+    the variance network trained jointly (VAE-LG(neural), AAE-LG(neural))."""
+    return Config(
+        data=DataConfig(normalization="zscore"),
+        model=ModelConfig(
+            name=name,
+            arch="chen",
+            features=(8, 16, 32, 64, 128, 256),
+            kernel_size=3,
+            z_channels=256,
+            bottleneck_res=2,
+            **{"variance_net": True, **model},
+        ),
+        # kl_weight 1 against a summed squared error is the ELBO of a Gaussian likelihood
+        # with variance 1/2 per pixel, on z-scored intensities.
+        train=TrainConfig(learning_rate=2e-5, batch_size=64, recon_loss="l2", kl_weight=1.0),
     )
 
 

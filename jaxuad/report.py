@@ -310,3 +310,25 @@ def phantom_figure(path: Path, seed: int = 0) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
+
+
+def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
+    """Draws [n, S, S] images (axial slices, model input orientation) as a square-ish grid
+    on one grey scale (the 1st to 99th percentile of all of them), written atomically."""
+    from jaxuad.data import atomic_path
+
+    n = len(images)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    lo, hi = np.percentile(images, [1, 99])
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            ax.imshow(np.rot90(images[i]), cmap="gray", vmin=lo, vmax=hi)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=96, format="png")
+    plt.close(fig)

@@ -6,7 +6,7 @@ from flax import nnx
 
 from jaxuad import models
 from jaxuad.models.layers import DownConv, UpConv, conv_im2col, conv_transpose_via_phases
-from jaxuad.train import autoencoder_loss, build_model, init_state, make_optimizer, make_train_step
+from jaxuad.train import build_model
 from tests.conftest import smoke_config
 
 MODELS = ["dae", "sae", "dvae", "svae"]
@@ -88,29 +88,3 @@ def test_encoder_decoder_same_size_across_variants():
         _, params = build_model(smoke_config(name), 0)
         sizes.add(count(params["encoder"]) + count(params["decoder"]))
     assert len(sizes) == 1
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_loss_falls_when_overfitting_one_batch(name, smoke_images):
-    cfg = smoke_config(name)
-    graphdef, params = build_model(cfg, 0)
-    tx = make_optimizer(cfg.train)
-    traces = []
-
-    def counting_loss(*args):
-        traces.append(1)  # runs only while tracing
-        return autoencoder_loss(*args)
-
-    step = make_train_step(graphdef, tx, counting_loss, cfg.train)
-    state, key = init_state(params, tx), jax.random.key(0)
-    spread = np.linspace(0, len(smoke_images) - 1, 4).astype(int)  # distinct anatomy
-    batch = jnp.asarray(smoke_images[spread])
-    losses = []
-    for _ in range(300):
-        state, m = step(state, batch, key)
-        losses.append(float(m["l1"]))
-    # Predicting all zeros (background) costs sum|x|; a model that uses its input beats
-    # that by far (the zero-initialised output layer starts there; see Decoder).
-    zero_output = float(jnp.abs(batch).sum() / batch.shape[0])
-    assert np.mean(losses[-5:]) < 0.5 * zero_output, losses[::30]
-    assert len(traces) == 1  # compiled once, never re-traced

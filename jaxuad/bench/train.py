@@ -19,7 +19,19 @@ import time
 
 from jaxuad.bench import write_results
 
-MODELS = ("dae", "sae", "sae1", "dvae", "svae")
+MODELS = (
+    "dae",
+    "sae",
+    "sae1",
+    "dvae",
+    "svae",
+    "sae_gan",
+    "anovaegan",
+    "anogan",
+    "vae_chen",
+    "aae",
+    "gmvae",
+)
 
 
 def _config(model: str):
@@ -33,14 +45,14 @@ def measure_jax(model: str, steps: int) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxuad.train import build_model, init_state, loss_for, make_optimizer, make_train_step
+    from jaxuad.train import build_model, init_state, make_train_step, phases_for
 
     cfg = _config(model)
     s, b = cfg.data.image_size, cfg.train.batch_size
     graphdef, params = build_model(cfg, 0)
-    tx = make_optimizer(cfg.train)
-    step = make_train_step(graphdef, tx, loss_for(cfg.model.name), cfg.train)
-    state, key = init_state(params, tx), jax.random.key(0)
+    phases = phases_for(cfg, steps_per_epoch=1)
+    step = make_train_step(graphdef, phases, cfg.train)
+    state, key = init_state(params, phases), jax.random.key(0)
     batch = jnp.asarray(np.random.default_rng(0).uniform(size=(b, s, s, 1)), jnp.float32)
     t0 = time.perf_counter()
     compiled = step.lower(state, batch, key).compile()
@@ -64,7 +76,7 @@ def measure_torch(model: str, steps: int) -> dict:
     torch.manual_seed(0)
     cfg = _config(model)
     s, b = cfg.data.image_size, cfg.train.batch_size
-    step = make_step(cfg.model.name, cfg.model, s, cfg.train.learning_rate)
+    step = make_step(cfg)
     x = torch.rand(b, 1, s, s)
     for _ in range(3):
         step(x)
@@ -150,7 +162,8 @@ def main(argv=None) -> int:
                 r = _worker(framework, model, args.steps, defaults)
                 if r is not None:
                     runs[name].append(r)
-        row = {"model": model, "runs": runs}
+        cfg = _config(model)
+        row = {"model": model, "batch_size": cfg.train.batch_size, "runs": runs}
         for name, _, _ in workers:
             row[name] = _median(runs[name]) if runs[name] else None
         rows.append(row)
@@ -159,22 +172,24 @@ def main(argv=None) -> int:
         return r[k]["images_per_s"] if r.get(k) else None
 
     lines = [
-        "| model | JAX img/s | compile [s] | JAX, no jaxuad flags | PyTorch eager img/s "
-        "| JAX / PyTorch |",
-        "|---|---|---|---|---|---|",
+        "| model | batch | JAX img/s | compile [s] | JAX, no jaxuad flags "
+        "| PyTorch eager img/s | JAX / PyTorch |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         j, jn, t = ips(r, "jax"), ips(r, "jax_no_defaults"), ips(r, "torch")
         fmt = lambda v: "n/a" if v is None else f"{v:.1f}"
         ratio = f"{j / t:.2f}x" if j and t else "n/a"
         comp = f"{r['jax']['compile_s']:.1f}" if r.get("jax") else "n/a"
-        lines.append(f"| {r['model']} | {fmt(j)} | {comp} | {fmt(jn)} | {fmt(t)} | {ratio} |")
+        lines.append(
+            f"| {r['model']} | {r['batch_size']} | {fmt(j)} | {comp} | {fmt(jn)} | {fmt(t)} "
+            f"| {ratio} |"
+        )
     table = "\n".join(lines)
     meta = {
         "steps": args.steps,
         "repeats": args.repeats,
         "image_size": 128,
-        "batch_size": 8,
     }
     write_results(args.out, "train", meta, rows, table)
     if not has_torch:

@@ -14,6 +14,12 @@ examples:
   jaxuad-train --model sae --variant sae1 --data ../shared/data/ixi --workdir runs/sae1
   jaxuad-train --model svae --workdir runs/a --resume     # continue after a kill
   jaxuad-train --model dae --set train.epochs=20 --set data.slices=middle
+  jaxuad-train --model svae --variance-net after   # + Chen's variance network, 2nd stage
+  jaxuad-train --model vae_chen --data ../shared/data/ixi --workdir runs/chen
+
+models: dae sae dvae svae sae_gan anovaegan (Baur et al. 2018), anogan (Schlegl et al.),
+vae_chen aae gmvae (Chen et al. 2019). Adversarial models and the variance network update
+in phases (see jaxuad/train/schemes.py); metrics.jsonl has one <phase>_loss per phase.
 
 Every config key can be overridden with --set section.key=value; see configs/<model>.py
 and jaxuad/config.py for the keys and their meaning. The workdir receives config.json,
@@ -23,7 +29,7 @@ exit codes: 0 ok, 2 bad input or config, 3 training diverged (NaN; last good che
 
 
 def main() -> int:
-    p = parser("jaxuad-train", "Train an autoencoding model of healthy brain anatomy.")
+    p = parser("jaxuad-train", "Train a model of healthy brain anatomy.")
     p.epilog = EPILOG
     p.add_argument(
         "--model",
@@ -65,6 +71,18 @@ def main() -> int:
         default=None,
         help="seed for initialisation, shuffling and sampling (train.seed)",
     )
+    p.add_argument(
+        "--variance-net",
+        nargs="?",
+        const="joint",
+        choices=("joint", "after", "off"),
+        default=None,
+        help="train Chen et al.'s variance network beside the model (for lg_neural "
+        "restoration): joint = from step 0, alongside the model (the default when the "
+        "flag is given bare); after = for train.variance_epochs more epochs once the model "
+        "is trained, the model frozen; off = without it. Default: the config's "
+        "model.variance_net (on for vae_chen and aae)",
+    )
     add_progress(p)
     args = p.parse_args()
 
@@ -77,7 +95,12 @@ def main() -> int:
     train_cfg = (
         config.train if args.seed is None else dataclasses.replace(config.train, seed=args.seed)
     )
-    config = dataclasses.replace(config, data=data, train=train_cfg)
+    model_cfg = config.model
+    if args.variance_net is not None:
+        model_cfg = dataclasses.replace(model_cfg, variance_net=args.variance_net != "off")
+        if args.variance_net != "off":
+            train_cfg = dataclasses.replace(train_cfg, variance_schedule=args.variance_net)
+    config = dataclasses.replace(config, data=data, model=model_cfg, train=train_cfg)
 
     from jaxuad.train import train  # after argument parsing: --help stays fast
 

@@ -4,6 +4,7 @@ from jaxuad.data.dataset import MODALITIES, Subject, discover
 from jaxuad.data.nifti import (
     DataError,
     Volume,
+    atomic_path,
     load_volume,
     read_nifti,
     read_on_grid,
@@ -25,6 +26,7 @@ __all__ = [
     "Subject",
     "Volume",
     "VolumeSlices",
+    "atomic_path",
     "batch_indices",
     "discover",
     "epoch_order",

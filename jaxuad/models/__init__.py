@@ -1,7 +1,23 @@
 """Model registry: name -> factory(ModelConfig, image_size, rngs=...) -> nnx.Module.
 
-Every model is called as ``model(x, key=...)`` and returns a struct with at least ``recon``;
-:func:`jaxuad.train.losses.loss_for` gives its training loss.
+Autoencoding models are called as ``model(x, key=...)`` and return an :class:`AEOutput`;
+generative models (VAEs, GMVAE, AAE, AnoGAN) also have ``sample(key, n)``.
+:func:`jaxuad.train.schemes.phases_for` gives each model's training phases.
+
+=========  =====================================================  ==========================
+name       model                                                   paper
+=========  =====================================================  ==========================
+dae, dvae  dense AE / VAE                                          Baur et al. 2018
+sae, svae  spatial AE / VAE                                        Baur et al. 2018
+sae_gan    spatial AE + image discriminator ("AE-GAN")             Baur et al. 2018
+anovaegan  spatial VAE + image discriminator                       Baur et al. 2018
+anogan     DCGAN generator + discriminator                         Schlegl et al. 2017
+vae_chen   residual fully convolutional VAE (2x2x256 code)         Chen et al. 2019
+aae        adversarial AE: residual AE + latent discriminator      Chen et al. 2019 (AAE-LG)
+gmvae      residual VAE with a Gaussian-mixture prior              You et al. 2019 (GMVAE-MAP)
+=========  =====================================================  ==========================
+
+Any autoencoding model gets Chen et al.'s variance network with ``model.variance_net``.
 """
 
 from __future__ import annotations
@@ -13,20 +29,45 @@ from flax import nnx
 
 from jaxuad.config import ModelConfig
 from jaxuad.models.autoencoders import AEOutput, Autoencoder
+from jaxuad.models.gan import GAN
 from jaxuad.models.layers import UpConv, conv_transpose_via_phases
 
+_AE = functools.partial
+
 REGISTRY: dict[str, Callable[..., nnx.Module]] = {
-    "dae": functools.partial(Autoencoder, bottleneck="dense", variational=False),
-    "sae": functools.partial(Autoencoder, bottleneck="spatial", variational=False),
-    "dvae": functools.partial(Autoencoder, bottleneck="dense", variational=True),
-    "svae": functools.partial(Autoencoder, bottleneck="spatial", variational=True),
+    "dae": _AE(Autoencoder, bottleneck="dense", variational=False),
+    "sae": _AE(Autoencoder, bottleneck="spatial", variational=False),
+    "dvae": _AE(Autoencoder, bottleneck="dense", variational=True),
+    "svae": _AE(Autoencoder, bottleneck="spatial", variational=True),
+    "sae_gan": _AE(Autoencoder, bottleneck="spatial", variational=False, discriminator="image"),
+    "anovaegan": _AE(Autoencoder, bottleneck="spatial", variational=True, discriminator="image"),
+    "vae_chen": _AE(Autoencoder, bottleneck="spatial", variational=True),
+    "aae": _AE(Autoencoder, bottleneck="spatial", variational=False, discriminator="latent"),
+    "gmvae": _AE(Autoencoder, bottleneck="spatial", variational=True, prior="mixture"),
+    "anogan": GAN,
 }
 
 
 def create(cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs) -> nnx.Module:
     if cfg.name not in REGISTRY:
         raise ValueError(f"unknown model {cfg.name!r}; registered: {', '.join(REGISTRY)}")
+    if cfg.name == "anogan" and cfg.variance_net:
+        raise ValueError("anogan has no encoder, so no variance network (model.variance_net)")
     return REGISTRY[cfg.name](cfg, image_size, rngs=rngs)
 
 
-__all__ = ["REGISTRY", "AEOutput", "Autoencoder", "UpConv", "conv_transpose_via_phases", "create"]
+def is_autoencoder(cfg: ModelConfig) -> bool:
+    """Whether the model reconstructs its input (everything but AnoGAN)."""
+    return cfg.name != "anogan"
+
+
+__all__ = [
+    "GAN",
+    "REGISTRY",
+    "AEOutput",
+    "Autoencoder",
+    "UpConv",
+    "conv_transpose_via_phases",
+    "create",
+    "is_autoencoder",
+]

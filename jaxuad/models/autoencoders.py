@@ -1,6 +1,8 @@
-"""Baur et al. 2018's non-adversarial family: dense/spatial autoencoders and VAEs.
+"""The autoencoding models of both papers: Baur et al. 2018's dense/spatial AEs and VAEs
+(and, with a discriminator, AE-GAN and AnoVAEGAN), Chen et al. 2019's residual VAE, the AAE
+and the GMVAE.
 
-One encoder and one decoder serve every variant, so that (as in the paper) model
+One encoder and one decoder serve every variant, so that (as in Baur et al.) model
 complexity is the same across them and only the bottleneck differs:
 
 * encoder: ``len(features)`` conv stages (k x k, LeakyReLU 0.2); the first
@@ -11,6 +13,10 @@ complexity is the same across them and only the bottleneck differs:
   at 128). VAEs predict a mean and log-variance of the same shape;
 * decoder: the mirror image, upsampling with :class:`~jaxuad.models.layers.UpConv`, and a
   final k x k conv to one channel with identity output.
+
+``model.arch="chen"`` replaces each stage by a :class:`~jaxuad.models.layers.ResBlock` after
+a stem conv (Chen et al.: one conv, six residual blocks of 8 to 256 channels, 3x3 kernels,
+a 2x2x256 code at 128 input).
 """
 
 from __future__ import annotations
@@ -23,13 +29,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxuad.config import ModelConfig
-from jaxuad.models.layers import DownConv, UpConv, he_normal
+from jaxuad.models.discriminators import ImageDiscriminator, LatentDiscriminator
+from jaxuad.models.layers import DownConv, ResBlock, UpConv, conv
+from jaxuad.models.priors import MixturePrior, gaussian_log_prob, kl_standard_normal, per_image
+from jaxuad.models.variance import VarianceNet
 
 
 class AEOutput(NamedTuple):
     recon: jax.Array  # [B, S, S, 1]
     mean: jax.Array  # [B, z...] latent mean (the code itself for plain autoencoders)
     logvar: jax.Array | None  # [B, z...], None for plain autoencoders
+    z: jax.Array  # [B, z...] the code that was decoded (a sample, or the mean)
 
 
 def stage_strides(cfg: ModelConfig, image_size: int, bottleneck: str) -> list[int]:
@@ -50,57 +60,84 @@ def stage_strides(cfg: ModelConfig, image_size: int, bottleneck: str) -> list[in
 
 
 class Encoder(nnx.Module):
-    def __init__(self, features, kernel_size: int, strides, *, rngs: nnx.Rngs):
-        chans = (1, *features)
-        k = (kernel_size, kernel_size)
-        self.convs = nnx.List(
-            [
-                DownConv(chans[i], chans[i + 1], kernel_size, 2, rngs=rngs)
-                if s == 2
-                else nnx.Conv(
-                    chans[i], chans[i + 1], k, padding="SAME", kernel_init=he_normal(), rngs=rngs
-                )
-                for i, s in enumerate(strides)
-            ]
-        )
+    """``len(strides)`` stages from 1 channel to ``features[-1]``. Each stage is one conv
+    (``residual=False``, Baur) or a :class:`ResBlock` after a stem conv (Chen)."""
+
+    def __init__(self, features, kernel_size: int, strides, *, residual: bool, rngs: nnx.Rngs):
+        k = kernel_size
+        self.stem = conv(1, features[0], k, rngs=rngs) if residual else None
+        chans = ((features[0],) if residual else (1,)) + tuple(features)
+        stages = []
+        for i, s in enumerate(strides):
+            cin, cout = chans[i], chans[i + 1]
+            if residual:
+                stages.append(ResBlock(cin, cout, k, "down" if s == 2 else "same", rngs=rngs))
+            elif s == 2:
+                stages.append(DownConv(cin, cout, k, 2, rngs=rngs))
+            else:
+                stages.append(conv(cin, cout, k, rngs=rngs))
+        self.convs = nnx.List(stages)
+        self.residual = residual
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        for conv in self.convs:
-            x = nnx.leaky_relu(conv(x), 0.2)
+        if self.stem is not None:
+            x = nnx.leaky_relu(self.stem(x), 0.2)
+        for stage in self.convs:
+            x = stage(x)
+            if not self.residual:  # a ResBlock applies its own activation
+                x = nnx.leaky_relu(x, 0.2)
         return x
 
 
 class Decoder(nnx.Module):
-    def __init__(self, features, kernel_size: int, strides, *, rngs: nnx.Rngs):
+    """The mirror of :class:`Encoder`, from ``features[-1]`` channels to a one-channel
+    image with identity output."""
+
+    def __init__(self, features, kernel_size: int, strides, *, residual: bool, rngs: nnx.Rngs):
         chans = (*features[:1], *features)  # out channels mirror the encoder's inputs
-        k = (kernel_size, kernel_size)
+        k = kernel_size
         layers = []
         for i in reversed(range(len(strides))):
             cin, cout = features[i], chans[i]
-            if strides[i] == 2:
-                layers.append(UpConv(cin, cout, kernel_size, 2, rngs=rngs))
-            else:
+            if residual:
                 layers.append(
-                    nnx.Conv(cin, cout, k, padding="SAME", kernel_init=he_normal(), rngs=rngs)
+                    ResBlock(cin, cout, k, "up" if strides[i] == 2 else "same", rngs=rngs)
                 )
+            elif strides[i] == 2:
+                layers.append(UpConv(cin, cout, k, 2, rngs=rngs))
+            else:
+                layers.append(conv(cin, cout, k, rngs=rngs))
         self.ups = nnx.List(layers)
+        self.residual = residual
         # Zero-initialised output: training starts from the all-background image instead of
         # unit-scale noise. With random output weights, Adam's first steps shrink the output
         # towards zero and tiny L1-trained models then sat on that plateau for 100s of steps
         # (1 seed in 4 never left it in 400); zero-init escaped within 30-210 steps for every
         # model and seed tried.
-        self.out = nnx.Conv(
-            chans[0], 1, k, padding="SAME", kernel_init=nnx.initializers.zeros_init(), rngs=rngs
-        )
+        self.out = conv(chans[0], 1, k, rngs=rngs, kernel_init=nnx.initializers.zeros_init())
 
     def __call__(self, h: jax.Array) -> jax.Array:
         for layer in self.ups:
-            h = nnx.leaky_relu(layer(h), 0.2)
+            h = layer(h)
+            if not self.residual:
+                h = nnx.leaky_relu(h, 0.2)
         return self.out(h)
 
 
 class Autoencoder(nnx.Module):
-    """Dense or spatial, plain or variational autoencoder (Baur et al. 2018, Table 1).
+    """Dense or spatial, plain or variational autoencoder, with the optional parts that
+    turn it into the papers' other models:
+
+    * ``discriminator="image"``: an :class:`ImageDiscriminator` (``disc``) on
+      reconstructions: AE-GAN (``sae_gan``) and AnoVAEGAN (``anovaegan``);
+    * ``discriminator="latent"``: a :class:`LatentDiscriminator` on the code: the
+      adversarial autoencoder (``aae``), whose code is pushed towards N(0, I);
+    * ``prior="mixture"``: a learnt Gaussian-mixture prior (``prior``): GMVAE;
+    * ``cfg.variance_net``: Chen et al.'s :class:`VarianceNet` (``var_net``).
+
+    Top-level attribute names are the parameter groups that training phases own
+    (:mod:`jaxuad.train.schemes`): ``encoder``, ``to_z``, ``from_z``, ``decoder``, ``disc``,
+    ``prior``, ``var_net``.
 
     Example::
 
@@ -116,25 +153,60 @@ class Autoencoder(nnx.Module):
         *,
         bottleneck: str,
         variational: bool,
+        discriminator: str | None = None,
+        prior: str = "normal",
         rngs: nnx.Rngs,
     ):
         if bottleneck not in ("dense", "spatial"):
             raise ValueError(f"bottleneck must be dense or spatial, got {bottleneck!r}")
+        if cfg.arch not in ("baur", "chen"):
+            raise ValueError(f"model.arch must be baur or chen, got {cfg.arch!r}")
+        if prior == "mixture" and not variational:
+            raise ValueError("a mixture prior needs a variational model")
         self.bottleneck = bottleneck
         self.variational = variational
+        self.discriminator = discriminator
         strides = stage_strides(cfg, image_size, bottleneck)
         self.feature_res = image_size // 2 ** sum(s == 2 for s in strides)
-        top = cfg.features[-1]
-        self.encoder = Encoder(cfg.features, cfg.kernel_size, strides, rngs=rngs)
-        self.decoder = Decoder(cfg.features, cfg.kernel_size, strides, rngs=rngs)
+        top, residual = cfg.features[-1], cfg.arch == "chen"
+        self.encoder = Encoder(cfg.features, cfg.kernel_size, strides, residual=residual, rngs=rngs)
+        self.decoder = Decoder(cfg.features, cfg.kernel_size, strides, residual=residual, rngs=rngs)
         mult = 2 if variational else 1
         if bottleneck == "dense":
             flat = self.feature_res**2 * top
             self.to_z = nnx.Linear(flat, cfg.z_dim * mult, rngs=rngs)
             self.from_z = nnx.Linear(cfg.z_dim, flat, rngs=rngs)
+            self.latent_shape = (cfg.z_dim,)
         else:
             self.to_z = nnx.Conv(top, cfg.z_channels * mult, (1, 1), rngs=rngs)
             self.from_z = nnx.Conv(cfg.z_channels, top, (1, 1), rngs=rngs)
+            self.latent_shape = (self.feature_res, self.feature_res, cfg.z_channels)
+        if discriminator == "image":
+            self.disc = ImageDiscriminator(
+                image_size, cfg.disc_features, cfg.kernel_size, rngs=rngs
+            )
+        elif discriminator == "latent":
+            self.disc = LatentDiscriminator(
+                math.prod(self.latent_shape), cfg.latent_disc_hidden, rngs=rngs
+            )
+        elif discriminator is not None:
+            raise ValueError(f"discriminator must be image, latent or None, got {discriminator!r}")
+        if prior == "mixture":
+            self.prior = MixturePrior(cfg.gmm_components, self.latent_shape[-1], rngs=rngs)
+        elif prior != "normal":
+            raise ValueError(f"prior must be normal or mixture, got {prior!r}")
+        self.prior_kind = prior
+        if cfg.variance_net:
+            self.var_net = VarianceNet(rngs=rngs)
+
+    @property
+    def generative(self) -> bool:
+        """Whether codes can be drawn from a prior (VAEs, GMVAE, AAE)."""
+        return self.variational or self.discriminator == "latent"
+
+    @property
+    def has_variance_net(self) -> bool:
+        return hasattr(self, "var_net")
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
         """[B, S, S, 1] -> latent mean (and log-variance for VAEs)."""
@@ -153,10 +225,32 @@ class Autoencoder(nnx.Module):
             h = h.reshape(h.shape[0], self.feature_res, self.feature_res, -1)
         return self.decoder(h)
 
+    def kl(self, out: AEOutput) -> jax.Array:
+        """KL(q(z|x) || p(z)) per image [B]: closed form for N(0, I); for the mixture, the
+        one-sample estimate log q(z|x) - log p(z) at the drawn z; zeros for plain AEs."""
+        if out.logvar is None:
+            return jnp.zeros(out.mean.shape[:1], out.mean.dtype)
+        if self.prior_kind == "normal":
+            return kl_standard_normal(out.mean, out.logvar)
+        log_q = per_image(gaussian_log_prob(out.z, out.mean, out.logvar))
+        return log_q - per_image(self.prior.log_prob(out.z))
+
+    def sample_latent(self, key: jax.Array, n: int) -> jax.Array:
+        """n codes from the prior: N(0, I), or the mixture for GMVAE."""
+        if not self.generative:
+            raise ValueError("a plain autoencoder has no prior to sample from")
+        if self.prior_kind == "mixture":
+            return self.prior.sample(key, (n, *self.latent_shape[:-1]))
+        return jax.random.normal(key, (n, *self.latent_shape), jnp.float32)
+
+    def sample(self, key: jax.Array, n: int) -> jax.Array:
+        """n images decoded from prior codes: [n, S, S, 1]."""
+        return self.decode(self.sample_latent(key, n))
+
     def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> AEOutput:
         """Reconstructs x; VAEs sample z ~ q(z|x) when ``key`` is given, else use the mean."""
         mean, logvar = self.encode(x)
         z = mean
         if self.variational and key is not None:
             z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
-        return AEOutput(self.decode(z), mean, logvar)
+        return AEOutput(self.decode(z), mean, logvar, z)

@@ -164,3 +164,52 @@ class DownConv(_StridedConv):
                 x, kernel.astype(x.dtype), (s, s), "SAME", dimension_numbers=_NHWC
             )
         return y + self.bias[...]
+
+
+def upsample_nearest(x: jax.Array, s: int) -> jax.Array:
+    """[B, H, W, C] -> [B, H*s, W*s, C], each pixel repeated s x s."""
+    b, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, s, w, s, c))
+    return x.reshape(b, h * s, w * s, c)
+
+
+def conv(cin: int, cout: int, k: int, *, rngs: nnx.Rngs, **kw) -> nnx.Conv:
+    """A stride-1 ``SAME`` conv, He-initialised (``kernel_init`` may override)."""
+    kw.setdefault("kernel_init", he_normal())
+    return nnx.Conv(cin, cout, (k, k), padding="SAME", rngs=rngs, **kw)
+
+
+class ResBlock(nnx.Module):
+    """Residual block (Chen et al. 2019): ``act(conv_b(act(conv_a(x))) + skip(x))``.
+
+    ``direction`` "down" halves the resolution (``conv_a`` is a stride-2 :class:`DownConv`,
+    the skip a 1x1 conv of the stride-2 subsampled input, as in ResNet); "up" doubles it
+    (``conv_a`` is an :class:`UpConv`, the skip a 1x1 conv, nearest-upsampled); "same"
+    keeps it (identity skip when the channels agree).
+    """
+
+    def __init__(self, cin: int, cout: int, k: int, direction: str, *, rngs: nnx.Rngs):
+        if direction not in ("down", "up", "same"):
+            raise ValueError(f"direction must be down, up or same, got {direction!r}")
+        self.direction = direction
+        if direction == "down":
+            self.conv_a = DownConv(cin, cout, k, 2, rngs=rngs)
+        elif direction == "up":
+            self.conv_a = UpConv(cin, cout, k, 2, rngs=rngs)
+        else:
+            self.conv_a = conv(cin, cout, k, rngs=rngs)
+        # The block's output starts as its skip path: conv_b is small, so deep stacks
+        # start close to (projected) identity maps and train from step 0.
+        self.conv_b = conv(cout, cout, k, rngs=rngs, kernel_init=he_normal(0.1))
+        self.skip = None if direction == "same" and cin == cout else conv(cin, cout, 1, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = self.conv_b(nnx.leaky_relu(self.conv_a(x), 0.2))
+        s = x
+        if self.direction == "down":
+            s = s[:, ::2, ::2]
+        if self.skip is not None:
+            s = self.skip(s)
+        if self.direction == "up":
+            s = upsample_nearest(s, 2)
+        return nnx.leaky_relu(h + s, 0.2)

@@ -36,7 +36,7 @@ def latent_description(config) -> str:
     from jaxuad.models import REGISTRY
 
     m = config.model
-    if REGISTRY[m.name].keywords.get("bottleneck") == "dense":
+    if getattr(REGISTRY[m.name], "keywords", {}).get("bottleneck", "dense") == "dense":
         return str(m.z_dim)
     return f"{m.bottleneck_res}x{m.bottleneck_res}x{m.z_channels}"
 
@@ -82,6 +82,13 @@ def restore_cohort(
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     config, graphdef, params = load_run(workdir, step)
+    from jaxuad.models import is_autoencoder
+
+    if not is_autoencoder(config.model):
+        raise ConfigError(
+            f"{workdir}: {config.model.name} has no encoder to reconstruct with; its "
+            "detection is the iterative latent search (--method anogan), not built yet"
+        )
     dc = config.data
     if modality is not None:
         import dataclasses

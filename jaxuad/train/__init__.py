@@ -1,8 +1,9 @@
 """Training: objectives, the jitted train step, checkpoints and the driver."""
 
 from jaxuad.train.checkpoint import Checkpoints
-from jaxuad.train.losses import autoencoder_loss, kl_standard_normal, loss_for
-from jaxuad.train.step import TrainState, init_state, make_optimizer, make_train_step
+from jaxuad.train.losses import autoencoder_loss, negative_elbo
+from jaxuad.train.schemes import Phase, phases_for, total_steps
+from jaxuad.train.step import TrainState, init_state, make_train_step
 from jaxuad.train.trainer import (
     TrainingDiverged,
     TrainResult,
@@ -14,17 +15,18 @@ from jaxuad.train.trainer import (
 
 __all__ = [
     "Checkpoints",
+    "Phase",
     "TrainResult",
     "TrainState",
     "TrainingDiverged",
     "autoencoder_loss",
     "build_model",
     "init_state",
-    "kl_standard_normal",
     "load_run",
-    "loss_for",
-    "make_optimizer",
     "make_train_step",
+    "negative_elbo",
+    "phases_for",
+    "total_steps",
     "train",
     "training_images",
 ]

@@ -1,5 +1,10 @@
 """Training objectives. Each takes ``(model, batch, key, cfg)`` and returns
-``(loss, metrics)`` with scalar metrics, so the one train step serves every model."""
+``(loss, metrics)`` with a scalar loss and scalar metrics, so one train step serves every
+model; :mod:`jaxuad.train.schemes` says which objective updates which parameters.
+
+Discriminators output logits ``l``; ``log D = -softplus(-l)`` and ``log(1 - D) =
+-softplus(l)`` stay finite where ``log(sigmoid(l))`` would not.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +13,109 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxuad.config import TrainConfig
+from jaxuad.models.priors import per_image
+from jaxuad.models.variance import variance_target
 
 
-def kl_standard_normal(mean: jax.Array, logvar: jax.Array) -> jax.Array:
-    """KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dims: [B, ...] -> [B]."""
-    kl = 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
-    return kl.reshape(kl.shape[0], -1).sum(-1)
+def reconstruction_error(x: jax.Array, recon: jax.Array, kind: str) -> jax.Array:
+    """Per-image summed ``|x - recon|`` (l1) or ``(x - recon)^2`` (l2): [B, ...] -> [B]."""
+    if kind == "l1":
+        return per_image(jnp.abs(x - recon))
+    if kind == "l2":
+        return per_image(jnp.square(x - recon))
+    raise ValueError(f"train.recon_loss must be l1 or l2, got {kind!r}")
+
+
+def elbo_terms(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: TrainConfig):
+    """Per-image reconstruction error and KL at one z ~ q(z|x) (the mean without ``key``):
+    ([B], [B]). The KL is closed-form against N(0, I), the one-sample estimate against
+    GMVAE's mixture, and zero for plain AEs."""
+    out = model(x, key=key)
+    return reconstruction_error(x, out.recon, cfg.recon_loss), model.kl(out)
+
+
+def negative_elbo(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: TrainConfig):
+    """Per-image ``rec + kl_weight * KL``: [B].
+
+    For a VAE this is the negative ELBO of a likelihood ``exp(-rec / kl_weight)`` (a
+    Laplace or Gaussian whose scale ``kl_weight`` sets), scaled by ``kl_weight`` and up to a
+    constant. As a function of x, with ``key`` fixed, it is what MAP restoration
+    differentiates (VAE-MAP, GMVAE-MAP).
+    """
+    rec, kl = elbo_terms(model, x, key, cfg)
+    return rec + cfg.kl_weight * kl
 
 
 def autoencoder_loss(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: TrainConfig):
-    """Baur et al. 2018: L = ||x - x_hat||_1 (+ kl_weight * KL for VAEs), per image, batch mean.
+    """Baur et al. 2018: ``||x - x_hat||_1`` (+ kl_weight * KL for VAEs), batch mean;
+    Chen et al. 2019 with ``recon_loss="l2"``.
 
     Args:
       x: [B, S, S, 1] images.
     Returns:
-      loss: [] scalar; metrics: dict of [] scalars (loss, l1, kl).
+      loss: [] scalar; metrics: dict of [] scalars (rec, kl).
     """
-    out = model(x, key=key)
-    l1 = jnp.abs(x - out.recon).reshape(x.shape[0], -1).sum(-1)  # [B]
-    kl = kl_standard_normal(out.mean, out.logvar) if out.logvar is not None else jnp.zeros_like(l1)
-    loss = jnp.mean(l1 + cfg.kl_weight * kl)
-    return loss, {"loss": loss, "l1": l1.mean(), "kl": kl.mean()}
+    rec, kl = elbo_terms(model, x, key, cfg)
+    return jnp.mean(rec + cfg.kl_weight * kl), {"rec": rec.mean(), "kl": kl.mean()}
 
 
-def loss_for(model_name: str):
-    """The objective that trains registry model ``model_name``."""
-    if model_name in ("dae", "sae", "dvae", "svae"):
-        return autoencoder_loss
-    raise ValueError(f"no loss registered for model {model_name!r}")
+def _log_d(logits):
+    return -jax.nn.softplus(-logits)
+
+
+def _log_not_d(logits):
+    return -jax.nn.softplus(logits)
+
+
+def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array):
+    """``-log D(real) - log(1 - D(fake))`` (Goodfellow et al.; Baur et al. Eq. 2), batch mean."""
+    loss = -jnp.mean(_log_d(real_logits)) - jnp.mean(_log_not_d(fake_logits))
+    return loss, {
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+    }
+
+
+def image_disc_loss(model, x, key, cfg):
+    """The discriminator of AE-GAN / AnoVAEGAN: real slices against reconstructions."""
+    recon = jax.lax.stop_gradient(model(x, key=key).recon)
+    return discriminator_loss(model.disc(x), model.disc(recon))
+
+
+def image_gen_loss(model, x, key, cfg):
+    """``-adv_weight * log D(Dec(Enc(x)))``: the generator's adversarial term."""
+    loss = -cfg.adv_weight * jnp.mean(_log_d(model.disc(model(x, key=key).recon)))
+    return loss, {}
+
+
+def latent_disc_loss(model, x, key, cfg):
+    """AAE: codes drawn from the prior N(0, I) are real, encoded codes are fake."""
+    z_fake = jax.lax.stop_gradient(model.encode(x)[0])
+    z_real = model.sample_latent(key, x.shape[0])
+    return discriminator_loss(model.disc(z_real), model.disc(z_fake))
+
+
+def latent_gen_loss(model, x, key, cfg):
+    """AAE: the encoder learns to make its codes pass for prior draws."""
+    return -cfg.adv_weight * jnp.mean(_log_d(model.disc(model.encode(x)[0]))), {}
+
+
+def gan_disc_loss(model, x, key, cfg):
+    """AnoGAN's discriminator: real slices against G(z), z ~ N(0, I)."""
+    fake = jax.lax.stop_gradient(model.sample(key, x.shape[0]))
+    return discriminator_loss(model.disc(x), model.disc(fake))
+
+
+def gan_gen_loss(model, x, key, cfg):
+    """AnoGAN's generator, the non-saturating ``-log D(G(z))``."""
+    return -jnp.mean(_log_d(model.disc(model.sample(key, x.shape[0])))), {}
+
+
+def variance_loss(model, x, key, cfg):
+    """Chen et al. 2019: the variance network regresses (squared error, per image summed,
+    batch mean) onto the Monte-Carlo target ``E_q[(g(z) - x)^2]``
+    (:func:`~jaxuad.models.variance.variance_target`), which the model itself does not
+    learn from (it is held fixed)."""
+    target = jax.lax.stop_gradient(variance_target(model, x, key, cfg.variance_samples))
+    loss = jnp.mean(per_image(jnp.square(model.var_net(x) - target)))
+    return loss, {"var_target": jnp.mean(target)}

@@ -19,8 +19,8 @@ from jaxuad import models
 from jaxuad.config import Config, ConfigError, load_json, save_json, to_dict
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
 from jaxuad.train.checkpoint import Checkpoints
-from jaxuad.train.losses import loss_for
-from jaxuad.train.step import TrainState, init_state, make_optimizer, make_train_step
+from jaxuad.train.schemes import phases_for, total_steps
+from jaxuad.train.step import TrainState, init_state, make_train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -127,7 +127,8 @@ def train(
     if n < tc.batch_size:
         raise ConfigError(f"only {n} training slices for batch size {tc.batch_size}")
     steps_per_epoch = n // tc.batch_size
-    total = tc.epochs * steps_per_epoch
+    total = total_steps(config, steps_per_epoch)
+    phases = phases_for(config, steps_per_epoch)
 
     workdir.mkdir(parents=True, exist_ok=True)
     save_json(config, workdir / "config.json")
@@ -135,13 +136,12 @@ def train(
     start = ckpt.latest_step()
 
     graphdef, params = build_model(config, tc.seed)
-    tx = make_optimizer(tc)
-    train_step = make_train_step(graphdef, tx, loss_for(config.model.name), tc)
+    train_step = make_train_step(graphdef, phases, tc)
     if start is not None:
-        abstract = jax.eval_shape(lambda: init_state(params, tx))
+        abstract = jax.eval_shape(lambda: init_state(params, phases))
         state = ckpt.restore(abstract, start)
     else:
-        state, start = init_state(params, tx), 0
+        state, start = init_state(params, phases), 0
     key = jax.random.key(tc.seed + 1)
     log_path = workdir / "metrics.jsonl"
     _trim_log(log_path, start)
@@ -183,7 +183,8 @@ def train(
         }
         with log_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_s']:.1f}")
+        shown = {k.removesuffix("_loss"): f"{v:.4g}" for k, v in row.items() if k.endswith("_loss")}
+        bar.set_postfix(**shown, img_s=f"{row['images_per_s']:.1f}")
         acc, acc_steps, t_log = None, 0, time.perf_counter()
         return row
 
@@ -228,8 +229,8 @@ def load_run(workdir: str | Path, step: int | None = None):
         raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
     config = load_json(workdir / "config.json")
     graphdef, params = build_model(config, config.train.seed, abstract=True)
-    tx = make_optimizer(config.train)
-    abstract = jax.eval_shape(lambda p: init_state(p, tx), params)
+    phases = phases_for(config, 1)  # the optimizer states' structure only
+    abstract = jax.eval_shape(lambda p: init_state(p, phases), params)
     ckpt = Checkpoints(workdir, config.train.keep_checkpoints)
     try:
         if ckpt.latest_step() is None:
