@@ -101,8 +101,25 @@ class TrainConfig:
 class RestoreConfig:
     """Turning images into pseudo-healthy restorations."""
 
+    # reconstruction (Baur) | lg_est | lg_neural | map | gmvae_map | anogan (Chen et al. 2019)
     method: str = "reconstruction"
     batch_size: int = 32  # slices per compiled call
+    prior: str = "tv"  # tv | l1: R(Y, X) = TV(X - Y) (smoothed) or ||X - Y||_1
+    # Weight of R. None: the value jaxuad-restore --calibrate stored in the run directory.
+    lam: float | None = None
+    steps: int = 800  # Adam iterations (Chen et al.: 800 at 5e-3)
+    learning_rate: float = 5e-3
+    samples: int = 16  # L decoder samples per step for the local Gaussian (vmapped)
+    min_variance: float = 1e-4  # floor on the local Gaussian's variance before inverting it
+    tv_eps: float = 1e-2  # TV smoothing: sum sqrt(dx^2 + dy^2 + eps^2) - eps
+    anogan_steps: int = 100  # Schlegl's latent search (Baur et al.: 100 steps)
+    anogan_learning_rate: float = 5e-2
+    anogan_feature_weight: float = 0.1  # lambda of Schlegl's discrimination loss
+    # lambda calibration (Chen et al. Sec. 2.3): the smallest grid value whose mean SSIM
+    # between restored and original healthy slices is at least ssim_target.
+    lam_grid: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+    ssim_target: float = 0.95
+    calibrate_slices: int = 64  # healthy slices used (evenly spread over the cohort)
 
 
 @dataclass(frozen=True)
@@ -281,7 +298,9 @@ def smoke(config: Config) -> Config:
             variance_epochs=1,
             variance_samples=2,
         ),
-        restore=r(config.restore, batch_size=8),
+        restore=r(
+            config.restore, batch_size=8, steps=20, anogan_steps=10, samples=4, calibrate_slices=8
+        ),
     )
 
 

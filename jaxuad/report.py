@@ -332,3 +332,23 @@ def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=96, format="png")
     plt.close(fig)
+
+
+def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title: str) -> None:
+    """Mean SSIM of restored healthy slices against lambda, with the target and the choice."""
+    from jaxuad.data import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(grid, ssim, "o-", color="C0")
+    ax.axhline(target, color="0.5", ls="--", lw=1, label=f"target {target}")
+    ax.axvline(lam, color="C3", lw=1, label=f"chosen lambda = {lam:g}")
+    if np.all(np.asarray(grid) > 0):
+        ax.set_xscale("log")
+    ax.set_xlabel("lambda")
+    ax.set_ylabel("mean SSIM (restored, healthy original)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=96, format="png")
+    plt.close(fig)

@@ -1,57 +1,128 @@
-"""jaxuad-restore: write restorations and residuals of every subject as NIfTI."""
+"""jaxuad-restore: write restorations and residuals of every subject as NIfTI, or calibrate
+the restoration weight lambda on healthy scans."""
 
 from __future__ import annotations
 
-from jaxuad.cli._common import add_modality, add_progress, parser, run
+from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser, run
 
 EPILOG = """\
 outputs (in --out, on each input's grid with its affine, openable in FSLeyes / ITK-SNAP):
-  sub-<id>_restored.nii.gz   pseudo-healthy restoration (normalised intensities)
-  sub-<id>_residual.nii.gz   |input - restoration| inside the brain mask
-  sub-<id>_brainmask.nii.gz  copy of the brain mask (for threshold fitting)
-  restore.json               run, method, timings (seconds per slice, compile time)
+  sub-<id>_restored.nii.gz    pseudo-healthy restoration (normalised intensities)
+  sub-<id>_residual.nii.gz    |input - restoration| inside the brain mask
+  sub-<id>_brainmask.nii.gz   copy of the brain mask (for threshold fitting)
+  sub-<id>_normalized.nii.gz  the input in the restoration's units
+  restore.json                run, method, lambda, timings (compile time; seconds per
+                              iteration per image)
 
-example:
-  jaxuad-restore --method reconstruction --workdir runs/svae --data scans/ --out pred/
+methods:
+  reconstruction  one encode-decode pass (Baur et al. 2018); any autoencoding run
+  lg_est          local Gaussian, variance from the L decoder samples (Chen: VAE-LG(est))
+  lg_neural       local Gaussian, variance from the run's variance network (VAE-LG(neural);
+                  AAE-LG on an aae run)
+  map             gradient of the VAE's ELBO (You et al.: VAE-MAP)
+  gmvae_map       the same with the GMVAE's ELBO (GMVAE-MAP); needs a gmvae run
+  anogan          Schlegl's iterative latent search (restore.anogan_steps, default 100)
+
+examples:
+  jaxuad-restore --workdir runs/svae --data scans/ --out pred/
+  jaxuad-restore --calibrate --workdir runs/chen --data healthy/ --method lg_neural --prior tv
+  jaxuad-restore --workdir runs/chen --data scans/ --out pred/ --method lg_neural --prior tv
+  jaxuad-restore --workdir runs/chen --data scans/ --out pred/ --method map --lam 3 --steps 200
+
+lambda: --lam, else the value --calibrate stored in RUN/calibration.json for that method and
+prior. Calibration restores healthy slices for every value of restore.lam_grid (vmapped over
+the grid) and keeps the smallest whose mean SSIM(restored, original) >= restore.ssim_target
+(0.95), as Chen et al. do; it also plots RUN/ssim_lambda_<method>_<prior>.png.
+Other restoration settings (restore.samples, restore.learning_rate, restore.tv_eps,
+restore.min_variance, restore.anogan_*, restore.batch_size, ...) via --set; see
+jaxuad/config.py.
 """
 
 
 def main() -> int:
+    from jaxuad.restore.cohort import METHODS
+
     p = parser("jaxuad-restore", "Restore images with a trained model and write residuals.")
     p.epilog = EPILOG
     p.add_argument(
         "--method",
         default="reconstruction",
-        choices=["reconstruction"],
-        help="restoration method (default: %(default)s): reconstruction = one "
-        "encode-decode pass (Baur et al. 2018)",
+        choices=METHODS,
+        help="restoration method (default: %(default)s); see 'methods' below",
     )
     p.add_argument("--workdir", required=True, help="a run directory written by jaxuad-train")
     p.add_argument(
-        "--data", required=True, help="BIDS-like folder or CSV manifest of the scans to restore"
+        "--data",
+        required=True,
+        help="BIDS-like folder or CSV manifest of the scans to restore (healthy scans "
+        "with --calibrate)",
     )
-    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--out", default=None, help="output folder (created; not with --calibrate)")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose lambda on healthy --data by SSIM and store it in the run directory",
+    )
+    p.add_argument(
+        "--prior",
+        choices=("tv", "l1"),
+        default=None,
+        help="R(Y, X): tv = smoothed total variation of X - Y, l1 = ||X - Y||_1 "
+        "(default: restore.prior, tv)",
+    )
+    p.add_argument("--lam", type=float, default=None, help="weight of R (default: calibrated)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="iterations (default: restore.steps, 800)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: %(default)s)")
     add_modality(p, "image contrast (default: the one the run was trained on)")
+    add_overrides(p, "restore.KEY=VALUE", "override one restore setting; repeatable")
     p.add_argument(
         "--step", type=int, default=None, help="checkpoint step to use (default: the latest)"
     )
     add_progress(p)
     args = p.parse_args()
 
-    from jaxuad.restore import restore_cohort
+    from jaxuad.config import Config, ConfigError, override
 
-    s = restore_cohort(
-        args.workdir,
-        args.data,
-        args.out,
+    if not args.calibrate and args.out is None:
+        raise ConfigError("--out is required (unless --calibrate)")
+    bad = [o for o in args.overrides if not o.startswith("restore.")]
+    if bad:
+        raise ConfigError(f"--set only takes restore.* settings here, got {bad}")
+    overrides = {}
+    for item in args.overrides:  # parsed and type-checked like any --set
+        name = item.split("=", 1)[0].removeprefix("restore.")
+        overrides[name] = getattr(override(Config(), [item]).restore, name)
+    for name in ("prior", "lam", "steps"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+
+    from jaxuad.restore import calibrate, restore_cohort
+
+    common = dict(
         method=args.method,
         modality=args.modality,
         step=args.step,
+        restore_overrides=overrides,
+        seed=args.seed,
         progress=not args.no_progress,
     )
+    if args.calibrate:
+        e = calibrate(args.workdir, args.data, **common)
+        curve = ", ".join(f"{g:g}: {s:.3f}" for g, s in zip(e["grid"], e["ssim"], strict=True))
+        print(f"SSIM by lambda: {curve}")
+        print(
+            f"lambda = {e['lam']:g}"
+            + ("" if e["target_met"] else f" (no lambda reached SSIM {e['ssim_target']})")
+            + f"; stored in {args.workdir}/calibration.json"
+        )
+        return 0
+    s = restore_cohort(args.workdir, args.data, args.out, **common)
     print(
         f"restored {len(s['subjects'])} subjects ({s['slices']} slices, "
-        f"{s['seconds_per_slice'] * 1e3:.2f} ms/slice) into {args.out}"
+        f"{s['seconds_per_slice'] * 1e3:.2f} ms/slice, "
+        f"{s['seconds_per_iteration_per_image'] * 1e3:.3f} ms/iteration/image) into {args.out}"
     )
     return 0
 

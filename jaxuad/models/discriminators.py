@@ -33,10 +33,14 @@ class ImageDiscriminator(nnx.Module):
         res = image_size // 2 ** len(features)
         self.out = nnx.Linear(res * res * features[-1], 1, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def features(self, x: jax.Array) -> jax.Array:
+        """The last conv stage's activations, flattened: [B, F] (AnoGAN's feature match)."""
         for c in self.convs:
             x = nnx.leaky_relu(c(x), 0.2)
-        return self.out(x.reshape(x.shape[0], -1))[:, 0]
+        return x.reshape(x.shape[0], -1)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.out(self.features(x))[:, 0]
 
 
 class LatentDiscriminator(nnx.Module):

@@ -1,0 +1,218 @@
+"""Iterative restoration: direction signs, prior gradients, the vmapped samples, one compile,
+lambda calibration, SSIM against a reference formula, and the cohort driver."""
+
+import dataclasses
+import json
+import subprocess
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from scipy import ndimage
+
+from jaxuad.config import RestoreConfig
+from jaxuad.metrics import ssim
+from jaxuad.restore import pick_lambda, prior_cost, restore
+from jaxuad.restore.iterative import local_gaussian
+
+
+class _LinearVAE(nnx.Module):
+    """q(z|x) = N(A x, diag(s^2)), g(z) = W z: a model whose local Gaussian is known."""
+
+    def __init__(self, d=8, k=3, logvar=-2.0):
+        ks = jax.random.split(jax.random.key(0), 2)
+        self.w = nnx.Param(jax.random.normal(ks[0], (k, d)) / np.sqrt(k))
+        self.a = nnx.Param(jax.random.normal(ks[1], (d, k)) / np.sqrt(d))
+        self.variational = True
+        self.has_variance_net = False
+        self.logvar = logvar
+
+    def encode(self, x):
+        flat = x.reshape(x.shape[0], -1)
+        return flat @ self.a[...], jnp.full((x.shape[0], self.a.shape[1]), self.logvar)
+
+    def decode(self, z):
+        return (z @ self.w[...]).reshape(z.shape[0], 2, 4, 1)
+
+
+def _cfg(**kw):
+    return RestoreConfig(**{"steps": 1, "learning_rate": 1e-2, "samples": 8, **kw})
+
+
+def test_one_step_moves_towards_mu_without_prior_and_towards_y_with_a_large_one():
+    model = _LinearVAE()
+    y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
+    mask = jnp.ones_like(y)
+    key = jax.random.key(2)
+    # The step's mu is drawn with fold_in(key, 0), as the first iteration does.
+    mu, _ = local_gaussian(model, y, jax.random.fold_in(key, 0), 8, "est", 1e-4)
+    x = restore("lg_est", model, y, mask, key, _cfg(), lam=0.0).x
+    assert float(jnp.linalg.norm(x - mu)) < float(jnp.linalg.norm(y - mu))
+    # From a start away from Y, a large lambda makes the step reduce R(Y, X).
+    x0 = y + jax.random.normal(jax.random.key(3), y.shape)
+    for prior in ("tv", "l1"):
+        x = restore("lg_est", model, y, mask, key, _cfg(prior=prior), lam=1e4, x0=x0).x
+        r = lambda x, p=prior: float(prior_cost(p, y, x, 0.01).sum())
+        assert r(x) < r(x0), prior
+
+
+@pytest.mark.parametrize("prior", ["tv", "l1"])
+def test_prior_gradients_match_finite_differences(prior):
+    y = jax.random.normal(jax.random.key(0), (1, 6, 7, 1))
+    x = y + jax.random.normal(jax.random.key(1), y.shape)
+    f = lambda x: prior_cost(prior, y, x, 0.05).sum()
+    g = jax.grad(f)(x)
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+    def f_np(x):
+        d = x - y64
+        if prior == "l1":
+            return np.abs(d).sum()
+        dx = d[:, 1:, :-1] - d[:, :-1, :-1]
+        dy = d[:, :-1, 1:] - d[:, :-1, :-1]
+        return (np.sqrt(dx**2 + dy**2 + 0.05**2) - 0.05).sum()
+
+    eps = 1e-4
+    for idx in [(0, 0, 0, 0), (0, 3, 2, 0), (0, 5, 6, 0), (0, 2, 5, 0)]:
+        e = np.zeros_like(x64)
+        e[idx] = eps
+        fd = (f_np(x64 + e) - f_np(x64 - e)) / (2 * eps)
+        np.testing.assert_allclose(float(g[idx]), fd, rtol=1e-3, atol=1e-4)
+
+
+def test_lg_on_a_linear_gaussian_model_converges_to_the_analytic_fixed_point():
+    """For q(z|x) = N(A x, s^2) and g(z) = W z, mu(X) = X A W, so LG with lam = 0 descends to
+    the solution of X (I - A W) = 0: X = 0 when A W has no eigenvalue 1. A tiny posterior
+    variance keeps the L-sample estimate of mu almost exact."""
+    model = _LinearVAE(logvar=-12.0)
+    aw = np.asarray(model.a[...] @ model.w[...])
+    assert np.max(np.abs(np.linalg.eigvals(aw))) < 1
+    y = jax.random.normal(jax.random.key(3), (1, 2, 4, 1))
+    cfg = _cfg(steps=2000, learning_rate=1e-2, samples=4)
+    x = restore("lg_est", model, y, jnp.ones_like(y), jax.random.key(4), cfg, lam=0.0).x
+    assert float(jnp.abs(y).max()) > 0.5
+    np.testing.assert_allclose(np.asarray(x), 0.0, atol=0.03)
+
+
+def test_updates_stay_inside_the_mask():
+    model = _LinearVAE()
+    y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
+    mask = jnp.zeros_like(y).at[:, :, :2].set(1.0)
+    x = restore("lg_est", model, y, mask, jax.random.key(2), _cfg(steps=5), lam=0.1).x
+    np.testing.assert_array_equal(np.asarray(x)[:, :, 2:], np.asarray(y)[:, :, 2:])
+    assert not np.array_equal(np.asarray(x)[:, :, :2], np.asarray(y)[:, :, :2])
+
+
+def test_same_key_same_restoration_and_no_recompile():
+    model = _LinearVAE()
+    y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
+    mask = jnp.ones_like(y)
+    traces = []
+
+    @jax.jit
+    def fn(model, y, key, lam):
+        traces.append(1)
+        return restore("lg_est", model, y, mask, key, _cfg(steps=10), lam=lam).x
+
+    a = fn(model, y, jax.random.key(5), 0.3)
+    b = fn(model, y, jax.random.key(5), 0.7)  # a new lambda: same compiled function
+    c = fn(model, y, jax.random.key(5), 0.3)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
+    assert not np.array_equal(np.asarray(a), np.asarray(b))
+    assert len(traces) == 1
+
+
+def test_pick_lambda_on_a_synthetic_ssim_curve():
+    grid = np.array([0.1, 0.5, 1.0, 2.0, 5.0])
+    curve = np.array([0.80, 0.90, 0.949, 0.951, 0.99])
+    assert pick_lambda(grid, curve, 0.95) == (2.0, True)
+    assert pick_lambda(grid[::-1], curve[::-1], 0.95) == (2.0, True)  # any grid order
+    assert pick_lambda(grid, curve, 0.999) == (5.0, False)
+
+
+def _ssim_reference(a, b, data_range):
+    """scikit-image's Gaussian SSIM (Wang et al.), cropped borders, from SciPy filters."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    f = lambda x: ndimage.gaussian_filter(x, 1.5, truncate=3.5)
+    mu_a, mu_b = f(a), f(b)
+    va, vb, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+    return s[5:-5, 5:-5].mean()
+
+
+def test_ssim_matches_the_reference_formula():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 24, 30)).astype(np.float32)
+    b = (a + 0.2 * rng.standard_normal(a.shape)).astype(np.float32)
+    dr = np.array([1.0, 2.0, 1.5], np.float32)
+    got = ssim(jnp.asarray(a[..., None]), jnp.asarray(b[..., None]), jnp.asarray(dr))
+    want = [_ssim_reference(a[i], b[i], dr[i]) for i in range(3)]
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+    same = ssim(jnp.asarray(a[..., None]), jnp.asarray(a[..., None]), jnp.asarray(dr))
+    np.testing.assert_allclose(np.asarray(same), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------
+# On a trained smoke model and the phantom.
+
+
+@pytest.fixture(scope="module")
+def chen_run(smoke_images, tmp_path_factory):
+    """A smoke vae_chen with a joint variance network, trained briefly on the phantom."""
+    from jaxuad.train import train
+    from tests.conftest import smoke_config
+
+    cfg = smoke_config("vae_chen", modality="FLAIR")
+    cfg = dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(cfg.data, normalization="minmax"),
+        train=dataclasses.replace(cfg.train, epochs=4, learning_rate=1e-3),
+    )
+    workdir = tmp_path_factory.mktemp("chen")
+    train(cfg, workdir, images=smoke_images, progress=False)
+    return workdir
+
+
+def test_calibrate_then_restore_the_lesion_cohort(chen_run, phantom_dir, tmp_path):
+    r = subprocess.run(
+        ["jaxuad-restore", "--calibrate", f"--workdir={chen_run}",
+         f"--data={phantom_dir / 'healthy'}", "--method=lg_neural", "--prior=tv",
+         "--set", "restore.lam_grid=0.01,1,100", "--no-progress"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cal = json.loads((chen_run / "calibration.json").read_text())["lg_neural/tv"]
+    assert cal["grid"] == [0.01, 1.0, 100.0] and len(cal["ssim"]) == 3
+    assert cal["ssim"][2] >= cal["ssim"][0]  # a stronger pull to Y keeps images closer
+    assert (chen_run / "ssim_lambda_lg_neural_tv.png").is_file()
+    out = tmp_path / "pred"
+    r = subprocess.run(
+        ["jaxuad-restore", f"--workdir={chen_run}", f"--data={phantom_dir / 'lesion'}",
+         f"--out={out}", "--method=lg_neural", "--prior=tv", "--no-progress"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "restore.json").read_text())
+    assert summary["lam"] == cal["lam"] and summary["iterations"] == 20
+    assert summary["seconds_per_iteration_per_image"] > 0
+    assert len(list(out.glob("*_residual.nii.gz"))) == 2
+
+
+def test_restore_without_lambda_or_with_a_wrong_method_fails_cleanly(
+    trained_run, phantom_dir, tmp_path
+):
+    for args, msg in [
+        (["--method=lg_est"], "no calibrated lambda"),
+        (["--method=lg_neural", "--lam=1"], "variance network"),
+        (["--method=gmvae_map", "--lam=1"], "gmvae"),
+    ]:
+        r = subprocess.run(
+            ["jaxuad-restore", f"--workdir={trained_run}", f"--data={phantom_dir / 'lesion'}",
+             f"--out={tmp_path / 'o'}", *args],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
+        assert not (tmp_path / "o").exists()
