@@ -1,0 +1,188 @@
+"""``bin/bench-restore``: seconds per iteration per image of iterative restoration, JAX
+(one compiled ``lax.scan``, batched) against a plain PyTorch loop (one Python iteration per
+step, as reference implementations run), at batch 1 and 16.
+
+Models are freshly initialised at the paper configs (``vae_chen`` with its variance network
+at 128x128 for LG and MAP, ``anogan`` for the latent search): speed does not depend on the
+weights. Each measurement runs in its own subprocess; results go to JSON and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from jaxuad.bench import write_results
+
+METHODS = ("lg_est", "lg_neural", "map", "anogan")
+PAPER_ANOGAN_S = 19.8547  # Baur et al. 2018, Table 2: seconds per AnoGAN reconstruction
+
+
+def _config(method: str):
+    import dataclasses
+
+    from jaxuad.config import load_config
+
+    cfg = load_config("anogan" if method == "anogan" else "vae_chen")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, normalization="minmax"))
+
+
+def measure_jax(method: str, batch: int, steps: int) -> dict:
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxuad.restore import restore
+    from jaxuad.train import build_model
+
+    cfg = _config(method)
+    rc = dataclasses.replace(cfg.restore, steps=steps, anogan_steps=steps)
+    graphdef, params = build_model(cfg, 0)
+    s = cfg.data.image_size
+    y = jax.random.uniform(jax.random.key(0), (batch, s, s, 1))
+    mask = jnp.ones_like(y)
+
+    @jax.jit
+    def run(params, y, key):
+        from flax import nnx
+
+        model = nnx.merge(graphdef, params)
+        return restore(method, model, y, mask, key, rc, 1.0, cfg.train).x
+
+    t0 = time.perf_counter()
+    compiled = run.lower(params, y, jax.random.key(1)).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(params, y, jax.random.key(1)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(params, y, jax.random.key(2)))
+    dt = time.perf_counter() - t0
+    return {"s_per_iter_per_image": dt / steps / batch, "compile_s": compile_s}
+
+
+def measure_torch(method: str, batch: int, steps: int) -> dict:
+    import torch
+
+    from jaxuad.bench.torch_reference import TorchAutoencoder, TorchGAN
+
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    cfg = _config(method)
+    rc, tc, s = cfg.restore, cfg.train, cfg.data.image_size
+    y = torch.rand(batch, 1, s, s)
+
+    def tv(d):
+        dx = d[:, :, 1:, :-1] - d[:, :, :-1, :-1]
+        dy = d[:, :, :-1, 1:] - d[:, :, :-1, :-1]
+        return (torch.sqrt(dx**2 + dy**2 + rc.tv_eps**2) - rc.tv_eps).sum()
+
+    if method == "anogan":
+        model = TorchGAN(cfg)
+        z = torch.randn(batch, cfg.model.z_dim, requires_grad=True)
+        opt = torch.optim.Adam([z], lr=rc.anogan_learning_rate)
+        f_y = model.disc.body[:-1](y).flatten(1).detach()
+
+        def step():
+            h = torch.nn.functional.leaky_relu(model.from_z(z), 0.2)
+            g = model.generator(h.view(batch, -1, model.res, model.res))
+            feat = model.disc.body[:-1](g).flatten(1)
+            loss = 0.9 * (y - g).abs().sum() + 0.1 * (f_y - feat).abs().sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    else:
+        model = TorchAutoencoder(cfg)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        x = y.clone().requires_grad_(True)
+        opt = torch.optim.Adam([x], lr=rc.learning_rate)
+
+        def step():
+            if method == "map":
+                recon, kl = model(x)
+                loss = ((x - recon) ** 2).sum() + tc.kl_weight * kl.sum() + tv(x - y)
+                opt.zero_grad()
+                loss.backward()
+            else:
+                with torch.no_grad():
+                    mean, logvar = model.encode(x)
+                    eps = torch.randn(rc.samples, *mean.shape)
+                    z = (mean + torch.exp(0.5 * logvar) * eps).flatten(0, 1)
+                    g = model.decode(z).view(rc.samples, *x.shape)
+                    mu = g.mean(0)
+                    var = g.var(0) if method == "lg_est" else model.var_net(x)
+                    var = var.clamp_min(rc.min_variance)
+                xr = x.detach().requires_grad_(True)
+                (g_prior,) = torch.autograd.grad(tv(xr - y), xr)
+                x.grad = ((x.detach() - mu) / var + g_prior).detach()
+            opt.step()
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return {"s_per_iter_per_image": (time.perf_counter() - t0) / steps / batch, "compile_s": 0.0}
+
+
+def _worker(framework: str, method: str, batch: int, steps: int) -> dict | None:
+    code = (
+        "import json, jaxuad.bench.restore as b; "
+        f"print(json.dumps(b.measure_{framework}({method!r}, {batch}, {steps})))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"  {framework} {method} b{batch} failed:\n{r.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="bin/bench-restore",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 16], help="(default: 1 16)")
+    p.add_argument("--steps", type=int, default=10, help="timed iterations (default: 10)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument("--out", default="bench-out", help="folder for restore.json/.md")
+    args = p.parse_args(argv)
+    from jaxuad.bench.train import torch_available
+
+    has_torch = not args.no_torch and torch_available()
+    rows = []
+    for method in args.methods:
+        for batch in args.batches:
+            print(f"measuring {method} at batch {batch} ...", file=sys.stderr, flush=True)
+            row = {"method": method, "batch": batch}
+            row["jax"] = _worker("jax", method, batch, args.steps)
+            row["torch"] = _worker("torch", method, batch, args.steps) if has_torch else None
+            rows.append(row)
+    lines = [
+        "| method | batch | JAX s/iter/image | compile [s] | PyTorch loop s/iter/image "
+        "| PyTorch / JAX | per image, 100 iterations [s] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        j = r["jax"]["s_per_iter_per_image"] if r["jax"] else None
+        t = r["torch"]["s_per_iter_per_image"] if r["torch"] else None
+        fmt = lambda v: "n/a" if v is None else f"{v:.5f}"
+        ratio = f"{t / j:.2f}x" if j and t else "n/a"
+        comp = f"{r['jax']['compile_s']:.1f}" if r["jax"] else "n/a"
+        per100 = "n/a" if j is None else f"{100 * j:.3f}"
+        lines.append(
+            f"| {r['method']} | {r['batch']} | {fmt(j)} | {comp} | {fmt(t)} | {ratio} | {per100} |"
+        )
+    table = "\n".join(lines)
+    meta = {"steps": args.steps, "image_size": 128, "paper_anogan_s": PAPER_ANOGAN_S}
+    write_results(args.out, "restore", meta, rows, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
