@@ -97,6 +97,11 @@ class TrainConfig:
     seed: int = 0
 
 
+# Restoration methods: one encode-decode pass, then the iterative ones (jaxuad/restore).
+ITERATIVE_METHODS = ("lg_est", "lg_neural", "map", "gmvae_map", "anogan")
+RESTORE_METHODS = ("reconstruction", *ITERATIVE_METHODS)
+
+
 @dataclass(frozen=True)
 class RestoreConfig:
     """Turning images into pseudo-healthy restorations."""

@@ -98,8 +98,7 @@ def test_paper_shapes_and_parameter_counts():
     )
     assert _count(params["encoder"]) == conv(1, 8) + blocks
     # GMVAE's mixture prior: K means and log-variances over 256 channels, K logits.
-    _, gm = build_model(load_config("gmvae"), 0, abstract=True)
-    assert _count(gm["prior"]) == 10 * (2 * 256 + 1)
+    assert _count(shapes["gmvae"][1]["prior"]) == 10 * (2 * 256 + 1)
     # AnoGAN: z of size 64.
     _, gan = build_model(load_config("anogan"), 0, abstract=True)
     assert gan["from_z"]["kernel"].shape[0] == 64

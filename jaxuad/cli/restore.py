@@ -40,7 +40,7 @@ jaxuad/config.py.
 
 
 def main() -> int:
-    from jaxuad.restore.cohort import METHODS
+    from jaxuad.config import RESTORE_METHODS as METHODS
 
     p = parser("jaxuad-restore", "Restore images with a trained model and write residuals.")
     p.epilog = EPILOG

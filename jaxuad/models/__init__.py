@@ -56,11 +56,6 @@ def create(cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs) -> nnx.Module:
     return REGISTRY[cfg.name](cfg, image_size, rngs=rngs)
 
 
-def is_autoencoder(cfg: ModelConfig) -> bool:
-    """Whether the model reconstructs its input (everything but AnoGAN)."""
-    return cfg.name != "anogan"
-
-
 __all__ = [
     "GAN",
     "REGISTRY",
@@ -69,5 +64,4 @@ __all__ = [
     "UpConv",
     "conv_transpose_via_phases",
     "create",
-    "is_autoencoder",
 ]

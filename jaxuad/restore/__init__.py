@@ -21,7 +21,6 @@ from jaxuad.restore.cohort import (
     run_slices,
 )
 from jaxuad.restore.iterative import ITERATIVE, Restoration, lg, prior_cost, restore, tv
-from jaxuad.restore.reconstruction import make_reconstruct
 
 __all__ = [
     "ITERATIVE",
@@ -29,7 +28,6 @@ __all__ = [
     "METHODS",
     "Restoration",
     "calibrate",
-    "make_reconstruct",
     "make_restorer",
     "pick_lambda",
     "prior_cost",

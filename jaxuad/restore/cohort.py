@@ -32,12 +32,12 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxuad.config import Config, ConfigError, RestoreConfig
+from jaxuad.config import RESTORE_METHODS, Config, ConfigError, RestoreConfig
 from jaxuad.data import iter_volumes, slice_volume, write_json, write_nifti_like
-from jaxuad.restore.iterative import ITERATIVE, iterations, restore
+from jaxuad.restore.iterative import check_method, iterations, restore
 from jaxuad.restore.reconstruction import latent_description
 
-METHODS = ("reconstruction", *ITERATIVE)
+METHODS = RESTORE_METHODS
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -52,24 +52,24 @@ def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config):
     def fn(params, y, mask, key, lam):
         model = nnx.merge(graphdef, params)
         if method == "reconstruction":
-            if not hasattr(model, "encode"):
-                raise ConfigError(
-                    f"{config.model.name} has no encoder to reconstruct with; "
-                    "use --method anogan (iterative latent search)"
-                )
+            check_method(method, model)
             return model(y).recon
         return restore(method, model, y, mask, key, rc, lam, tc).x
 
     return fn
 
 
+def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with zero rows appended up to n rows (fixed shapes: one compile)."""
+    return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
+
+
 def run_slices(fn, params, images, masks, key, lam, batch_size: int) -> np.ndarray:
     """Runs ``fn`` over [N, S, S, 1] in chunks of ``batch_size`` (the last padded) and
     returns [N, S, S, 1] on the host."""
     n = images.shape[0]
-    pad = (-n) % batch_size
-    y = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
-    m = np.concatenate([masks, np.zeros((pad, *masks.shape[1:]), masks.dtype)])
+    total = n + (-n) % batch_size
+    y, m = pad_rows(images, total), pad_rows(masks, total)
     outs = [
         fn(
             params,
@@ -247,9 +247,7 @@ def calibrate(workdir, data, *, method: str, seed: int = 0, progress=True, **opt
     t0 = time.perf_counter()
     for i in tqdm(range(0, len(images), chunk), desc=f"calibrate ({method})", disable=not progress):
         y, m = images[i : i + chunk], masks[i : i + chunk]
-        pad = chunk - len(y)
-        yp = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
-        mp = np.concatenate([m, np.zeros((pad, *m.shape[1:]), m.dtype)])
+        yp, mp = pad_rows(y, chunk), pad_rows(m, chunk)
         x = grid_fn(params, jnp.asarray(yp), jnp.asarray(mp), jax.random.fold_in(key, i), grid_f32)
         x = np.asarray(x)[:, : len(y)]  # [G, n, S, S, 1]
         dr = np.broadcast_to(np.maximum(data_range[i : i + chunk], 1e-6), (len(grid), len(y)))

@@ -30,11 +30,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxuad.config import ConfigError, RestoreConfig, TrainConfig
+from jaxuad.config import (
+    ITERATIVE_METHODS,
+    RESTORE_METHODS,
+    ConfigError,
+    RestoreConfig,
+    TrainConfig,
+)
 from jaxuad.models.priors import per_image
 from jaxuad.models.variance import decoder_samples
 
-ITERATIVE = ("lg_est", "lg_neural", "map", "gmvae_map", "anogan")
+ITERATIVE = ITERATIVE_METHODS
 
 
 def tv(d: jax.Array, eps: float) -> jax.Array:
@@ -71,9 +77,11 @@ class Restoration(NamedTuple):
     cost: jax.Array  # [steps] mean data term per image over the run (for convergence plots)
 
 
-def _check(method: str, model) -> None:
-    if method not in ITERATIVE:
-        raise ConfigError(f"unknown method {method!r}; iterative methods: {', '.join(ITERATIVE)}")
+def check_method(method: str, model) -> None:
+    """Raises ConfigError unless ``model`` can be restored with ``method`` (any of
+    :data:`~jaxuad.config.RESTORE_METHODS`, reconstruction included)."""
+    if method not in RESTORE_METHODS:
+        raise ConfigError(f"unknown method {method!r}; available: {', '.join(RESTORE_METHODS)}")
     if method == "lg_neural" and not getattr(model, "has_variance_net", False):
         raise ConfigError(
             "lg_neural needs a model trained with a variance network "
@@ -86,7 +94,10 @@ def _check(method: str, model) -> None:
     if method == "anogan" and not hasattr(model, "generate"):
         raise ConfigError("anogan restoration needs an anogan run")
     if method != "anogan" and not hasattr(model, "encode"):
-        raise ConfigError(f"{method} needs an autoencoding model; use --method anogan")
+        raise ConfigError(
+            f"{method} needs an autoencoding model (this one has no encoder); "
+            "use --method anogan (iterative latent search)"
+        )
 
 
 def restore(
@@ -114,7 +125,9 @@ def restore(
         ELBO, for ``map`` / ``gmvae_map``).
       x0: the starting image (default: X0 = Y, as Chen et al.).
     """
-    _check(method, model)
+    if method not in ITERATIVE:
+        raise ConfigError(f"{method!r} is not an iterative method: {', '.join(ITERATIVE)}")
+    check_method(method, model)
     mask = mask.astype(y.dtype)
     lam = jnp.broadcast_to(jnp.asarray(lam, y.dtype), y.shape[:1])[:, None, None, None]
     if method == "anogan":
