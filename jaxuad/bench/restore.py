@@ -146,11 +146,27 @@ def main(argv=None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--batches", nargs="+", type=int, default=[1, 16], help="(default: 1 16)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=METHODS,
+        help=f"restoration methods to time (default: {' '.join(METHODS)})",
+    )
+    p.add_argument(
+        "--batches",
+        nargs="+",
+        type=int,
+        default=[1, 16],
+        help="images per compiled call, one measurement each (default: 1 16)",
+    )
     p.add_argument("--steps", type=int, default=10, help="timed iterations (default: 10)")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
-    p.add_argument("--out", default="bench-out", help="folder for restore.json/.md")
+    p.add_argument(
+        "--out",
+        default="bench-out",
+        help="folder for restore.json and restore.md (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     from jaxuad.bench.train import torch_available
 
