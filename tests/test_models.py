@@ -5,7 +5,13 @@ import pytest
 from flax import nnx
 
 from jaxuad import models
-from jaxuad.models.layers import DownConv, UpConv, conv_im2col, conv_transpose_via_phases
+from jaxuad.models.layers import (
+    DownConv,
+    UpConv,
+    conv_general_dilated,
+    conv_im2col,
+    conv_transpose_via_phases,
+)
 from jaxuad.train import build_model
 from tests.conftest import smoke_config
 
@@ -52,6 +58,30 @@ def test_downconv_equals_flax_strided_conv(k, size):
     want = jax.grad(loss(via_lax), argnums=(0, 1))(x, ref.kernel[...])
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-4)
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((2, 1), (2, 1))])
+def test_conv2d_values_and_gradients_equal_lax(k, stride, padding):
+    """The layers' convolution (own input gradient, fast inside ``lax.scan``) against
+    ``lax.conv_general_dilated``, odd and even sizes, both gradients."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
+    w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def grads(conv):
+        loss = lambda x, w: jnp.sum(
+            jnp.sin(conv(x, w, (stride, stride), padding, dimension_numbers=dn))
+        )
+        return conv(x, w, (stride, stride), padding, dimension_numbers=dn), *jax.grad(loss, (0, 1))(
+            x, w
+        )
+
+    for got, want in zip(
+        grads(conv_general_dilated), grads(jax.lax.conv_general_dilated), strict=True
+    ):
+        np.testing.assert_allclose(got, want, atol=2e-4)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -1,6 +1,9 @@
 """``bin/bench-restore``: seconds per iteration per image of iterative restoration, JAX
 (one compiled ``lax.scan``, batched) against a plain PyTorch loop (one Python iteration per
-step, as reference implementations run), at batch 1 and 16.
+step, as reference implementations run), at batch 1 and 16. Ratios are given against
+PyTorch at the same batch and against PyTorch one image at a time (batch 1, the way the
+papers' reference code runs); the work per iteration (XLA's FLOP count) shows how close
+each method runs to the machine's arithmetic limit.
 
 Models are freshly initialised at the paper configs (``vae_chen`` with its variance network
 at 128x128 for LG and MAP, ``anogan`` for the latent search): speed does not depend on the
@@ -57,11 +60,18 @@ def measure_jax(method: str, batch: int, steps: int) -> dict:
     t0 = time.perf_counter()
     compiled = run.lower(params, y, jax.random.key(1)).compile()
     compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost  # older JAX: one dict per device
     jax.block_until_ready(compiled(params, y, jax.random.key(1)))
     t0 = time.perf_counter()
     jax.block_until_ready(compiled(params, y, jax.random.key(2)))
     dt = time.perf_counter() - t0
-    return {"s_per_iter_per_image": dt / steps / batch, "compile_s": compile_s}
+    return {
+        "s_per_iter_per_image": dt / steps / batch,
+        "compile_s": compile_s,
+        # XLA's cost analysis counts a while loop's body once: one iteration's work.
+        "gflop_per_iter_per_image": (cost or {}).get("flops", 0.0) / batch / 1e9,
+    }
 
 
 def measure_torch(method: str, batch: int, steps: int) -> dict:
@@ -180,19 +190,23 @@ def main(argv=None) -> int:
             row["torch"] = _worker("torch", method, batch, args.steps) if has_torch else None
             rows.append(row)
     lines = [
-        "| method | batch | JAX s/iter/image | compile [s] | PyTorch loop s/iter/image "
-        "| PyTorch / JAX | per image, 100 iterations [s] |",
-        "|---|---|---|---|---|---|---|",
+        "| method | batch | JAX s/iter/image | compile [s] | GFLOP/iter/image | JAX GFLOP/s "
+        "| PyTorch loop s/iter/image | PyTorch / JAX | PyTorch one image at a time / JAX "
+        "| per image, 100 iterations [s] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    per_image = lambda cell: cell["s_per_iter_per_image"] if cell else None
+    fmt = lambda v, f=".5f": "n/a" if v is None else format(v, f)
+    ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "n/a"
     for r in rows:
-        j = r["jax"]["s_per_iter_per_image"] if r["jax"] else None
-        t = r["torch"]["s_per_iter_per_image"] if r["torch"] else None
-        fmt = lambda v: "n/a" if v is None else f"{v:.5f}"
-        ratio = f"{t / j:.2f}x" if j and t else "n/a"
-        comp = f"{r['jax']['compile_s']:.1f}" if r["jax"] else "n/a"
-        per100 = "n/a" if j is None else f"{100 * j:.3f}"
+        j, t = per_image(r["jax"]), per_image(r["torch"])
+        single = next((x for x in rows if x["method"] == r["method"] and x["batch"] == 1), {})
+        gflop = r["jax"]["gflop_per_iter_per_image"] if r["jax"] else None
         lines.append(
-            f"| {r['method']} | {r['batch']} | {fmt(j)} | {comp} | {fmt(t)} | {ratio} | {per100} |"
+            f"| {r['method']} | {r['batch']} | {fmt(j)} "
+            f"| {fmt(r['jax'] and r['jax']['compile_s'], '.1f')} | {fmt(gflop, '.2f')} "
+            f"| {fmt(gflop / j if gflop and j else None, '.0f')} | {fmt(t)} | {ratio(t, j)} "
+            f"| {ratio(per_image(single.get('torch')), j)} | {fmt(j and 100 * j, '.3f')} |"
         )
     table = "\n".join(lines)
     meta = {"steps": args.steps, "image_size": 128, "paper_anogan_s": PAPER_ANOGAN_S}
