@@ -121,8 +121,11 @@ class RestoreConfig:
     anogan_learning_rate: float = 5e-2
     anogan_feature_weight: float = 0.1  # lambda of Schlegl's discrimination loss
     # lambda calibration (Chen et al. Sec. 2.3): the smallest grid value whose mean SSIM
-    # between restored and original healthy slices is at least ssim_target.
-    lam_grid: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+    # between restored and original healthy slices is at least ssim_target. Half-decades
+    # over five decades: the data term scales with 1/Sigma, so the useful lambda moves
+    # with how small the model's variance is (a smoke vae_chen needed ~1e3 before the TV
+    # prior had any effect).
+    lam_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)
     ssim_target: float = 0.95
     calibrate_slices: int = 64  # healthy slices used (evenly spread over the cohort)
 

@@ -1,0 +1,43 @@
+"""``bin/bench``'s summary: each figure against its target, from the benchmarks' JSON."""
+
+import json
+
+from jaxuad.bench.summary import main, summarize
+
+
+def _write(out, name, rows):
+    (out / f"{name}.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+
+
+def test_summary_ratios_and_targets(tmp_path):
+    _write(tmp_path, "train", [
+        {"model": "svae", "batch_size": 8, "jax": {"images_per_s": 30.0, "compile_s": 1.0},
+         "torch": {"images_per_s": 20.0, "compile_s": 0.0}},
+        {"model": "sae", "batch_size": 8, "jax": {"images_per_s": 18.0, "compile_s": 1.0},
+         "torch": {"images_per_s": 20.0, "compile_s": 0.0}},
+    ])  # fmt: skip
+    cell = lambda s: {"s_per_iter_per_image": s, "compile_s": 2.0}
+    _write(tmp_path, "restore", [
+        {"method": "anogan", "batch": 1, "jax": cell(0.05), "torch": cell(0.10)},
+        {"method": "anogan", "batch": 16, "jax": cell(0.02), "torch": cell(0.03)},
+    ])  # fmt: skip
+    _write(tmp_path, "postprocess", [
+        {"step": "whole pipeline", "data": "1 volume", "jax_s": 0.5, "scipy_s": 1.0,
+         "speedup": 2.0, "jax_compile_s": 1.0},
+    ])  # fmt: skip
+    rows = {r["item"]: r for r in summarize(tmp_path)}
+    assert rows["svae (batch 8)"]["ratio"] == 1.5 and rows["svae (batch 8)"]["met"]
+    assert rows["sae (batch 8)"]["met"] is False
+    # Batch 16 is judged against the PyTorch loop run one image at a time: 0.10 / 0.02.
+    assert rows["anogan (batch 16)"]["ratio"] == 5.0 and rows["anogan (batch 16)"]["met"]
+    anogan = rows["anogan, 100 iterations (batch 16)"]
+    assert abs(anogan["ratio"] - 19.8547 / 2.0) < 1e-9 and anogan["met"] is False
+    assert rows["whole pipeline, 1 volume"]["met"]
+    assert main(["--summarize-only", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "bench.md").read_text()
+    assert "| train | sae (batch 8) |" in md and "**no**" in md
+
+
+def test_summary_without_results_fails(tmp_path, capsys):
+    assert main(["--summarize-only", "--out", str(tmp_path)]) == 1
+    assert "no benchmark results" in capsys.readouterr().err
