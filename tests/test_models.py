@@ -84,6 +84,28 @@ def test_conv2d_values_and_gradients_equal_lax(k, stride, padding):
         np.testing.assert_allclose(got, want, atol=2e-4)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_on_tiny_maps_takes_im2col_and_equals_lax(stride):
+    """At most IM2COL_MAX_OUTPUT[stride] output pixels: the matrix-product route."""
+    from jaxuad.models.layers import IM2COL_MAX_OUTPUT, conv2d
+
+    x = jax.random.normal(jax.random.key(0), (2, 2 * stride, 2 * stride, 5))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 5, 4))
+    pads = ((1, 1), (0, 2))
+    assert 2 * 2 <= IM2COL_MAX_OUTPUT[stride]
+    ref = lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    mine = lambda x, w: conv2d(x, w, stride, pads)
+    assert "dot_general" in str(jax.make_jaxpr(mine)(x, w))
+
+    def value_and_grads(f):
+        return f(x, w), *jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w)
+
+    for got, want in zip(value_and_grads(mine), value_and_grads(ref), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-4)
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_shapes(name):
     cfg = smoke_config(name)

@@ -13,6 +13,8 @@ Both layers here keep the usual weights and meaning but avoid XLA's slow paths:
   is fast, and as an explicit im2col matrix product on maps of at most
   ``IM2COL_MAX_OUTPUT`` output pixels, whose backward pass is then a plain matrix product
   and a pad (12 ms against 164 ms at 8x8 -> 4x4 with 256 channels, batch 8, on 2 cores).
+  Stride-1 convolutions with at most 4 output pixels take the same route: at 2x2 with
+  256 channels XLA's convolution ran forward and backward 16x slower than im2col.
 
 Every other convolution goes through :func:`conv2d` (``nnx.Conv`` through
 :func:`conv_general_dilated`), whose own input gradient keeps XLA CPU on its fast path
@@ -87,11 +89,27 @@ def _lax_conv(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.A
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+IM2COL_MAX_OUTPUT = {1: 4, 2: 16}  # by stride: output pixels (h * w) up to which im2col
+# wins, measured on 2 CPU cores (stride 1: 2x2 x 256 channels 16x faster, 4x4 slower).
+
+
 def conv2d(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
     """``lax.conv_general_dilated`` for NHWC x, HWIO kernel, the same stride on both axes
-    and explicit padding ``pads`` ((top, bottom), (left, right)), with an input gradient
-    that stays fast inside loops.
+    and explicit padding ``pads`` ((top, bottom), (left, right)), fast forward and backward,
+    inside loops too: tiny outputs (at most ``IM2COL_MAX_OUTPUT[stride]`` pixels) as
+    :func:`conv_im2col`, the rest through ``lax`` with its own input gradient."""
+    out = [
+        (n + lo + hi - k) // stride + 1
+        for (lo, hi), n, k in zip(pads, x.shape[1:3], kernel.shape[:2], strict=True)
+    ]
+    if out[0] * out[1] <= IM2COL_MAX_OUTPUT.get(stride, 0):
+        return conv_im2col(x, kernel, stride, pads)
+    return _conv_lax(x, kernel, stride, pads)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_lax(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
+    """``lax.conv_general_dilated`` with an input gradient that stays fast inside loops.
 
     JAX differentiates a convolution w.r.t. its input as a convolution whose kernel has
     its in/out dimension numbers swapped. Outside loops XLA CPU transposes that kernel and
@@ -124,7 +142,7 @@ def _conv2d_bwd(stride, pads, res, g):
     return dx, weight_vjp(g)[0]
 
 
-conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+_conv_lax.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
 def conv_general_dilated(
@@ -166,26 +184,35 @@ def conv_same_left_pad(k: int, s: int) -> int:
     return max(k - s, 0) // 2
 
 
-def conv_im2col(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-    """Equals ``lax.conv_general_dilated(x, kernel, (s, s), "SAME")`` for NHWC x whose
-    height and width are multiples of ``stride``, HWIO kernel, as one matrix product over
-    explicitly gathered k*k patches. Memory grows k*k-fold, so it is meant for small maps."""
-    k, _, cin, cout = kernel.shape
+def conv_im2col(
+    x: jax.Array, kernel: jax.Array, stride: int, pads: Pads | None = None
+) -> jax.Array:
+    """Equals ``lax.conv_general_dilated(x, kernel, (s, s), pads)`` for NHWC x and HWIO
+    kernel (``pads`` default: ``SAME`` on sizes divisible by the stride), as one matrix
+    product over explicitly gathered kh*kw patches, whose backward pass is a matrix product
+    and a pad. Memory grows kh*kw-fold, so it is meant for small maps."""
+    kh, kw, cin, cout = kernel.shape
     b, h, w, _ = x.shape
-    if h % stride or w % stride:
-        raise ValueError(f"input {h}x{w} is not divisible by stride {stride}")
-    ho, wo, p, total = h // stride, w // stride, conv_same_left_pad(k, stride), max(k - stride, 0)
-    xp = jnp.pad(x, ((0, 0), (p, total - p), (p, total - p), (0, 0)))
+    if pads is None:
+        if h % stride or w % stride:
+            raise ValueError(f"input {h}x{w} is not divisible by stride {stride}")
+        pads = tuple(
+            (conv_same_left_pad(k, stride), max(k - stride, 0) - conv_same_left_pad(k, stride))
+            for k in (kh, kw)
+        )
+    (t, bo), (le, r) = pads
+    ho, wo = (h + t + bo - kh) // stride + 1, (w + le + r - kw) // stride + 1
+    xp = jnp.pad(x, ((0, 0), (t, bo), (le, r), (0, 0)))
     span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
     patches = jnp.concatenate(
         [
             xp[:, i : i + span_h : stride, j : j + span_w : stride]
-            for i in range(k)
-            for j in range(k)
+            for i in range(kh)
+            for j in range(kw)
         ],
         axis=-1,
     )
-    y = patches.reshape(-1, k * k * cin) @ kernel.reshape(k * k * cin, cout).astype(x.dtype)
+    y = patches.reshape(-1, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout).astype(x.dtype)
     return y.reshape(b, ho, wo, cout)
 
 
@@ -231,22 +258,15 @@ class UpConv(_StridedConv):
         return conv_transpose_via_phases(x, self.kernel[...], self.stride) + self.bias[...]
 
 
-IM2COL_MAX_OUTPUT = 16  # output pixels (h * w); measured crossover on 2 CPU cores
-
-
 class DownConv(_StridedConv):
     """Stride-s convolution with ``SAME`` padding (output = input / s). Parameters match
-    ``nnx.Conv``, He-initialised. Small outputs use :func:`conv_im2col` (see the module
-    docstring)."""
+    ``nnx.Conv``, He-initialised. Computed by :func:`conv2d` (small outputs by im2col, see
+    the module docstring)."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
         s, kernel = self.stride, self.kernel[...]
-        if (x.shape[1] // s) * (x.shape[2] // s) <= IM2COL_MAX_OUTPUT:
-            y = conv_im2col(x, kernel, s)
-        else:
-            pads = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (s, s), "SAME")
-            y = conv2d(x, kernel, s, tuple(map(tuple, pads)))
-        return y + self.bias[...]
+        pads = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (s, s), "SAME")
+        return conv2d(x, kernel, s, tuple(map(tuple, pads))) + self.bias[...]
 
 
 def upsample_nearest(x: jax.Array, s: int) -> jax.Array:
