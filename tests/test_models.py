@@ -60,6 +60,22 @@ def test_downconv_equals_flax_strided_conv(k, size):
         np.testing.assert_allclose(g, w, atol=1e-4)
 
 
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _assert_conv_equals_lax(conv, x, w, stride, padding):
+    """``conv(x, w)`` against ``lax.conv_general_dilated``: value and both gradients."""
+    ref = lambda x, w: jax.lax.conv_general_dilated(
+        x, w, (stride,) * 2, padding, dimension_numbers=_DN
+    )
+
+    def value_and_grads(f):
+        return f(x, w), *jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w)
+
+    for got, want in zip(value_and_grads(conv), value_and_grads(ref), strict=True):
+        np.testing.assert_allclose(got, want, atol=2e-4)
+
+
 @pytest.mark.parametrize("k", [1, 3, 4, 5])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", ["SAME", "VALID", ((2, 1), (2, 1))])
@@ -68,20 +84,8 @@ def test_conv2d_values_and_gradients_equal_lax(k, stride, padding):
     ``lax.conv_general_dilated``, odd and even sizes, both gradients."""
     x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
     w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
-    dn = ("NHWC", "HWIO", "NHWC")
-
-    def grads(conv):
-        loss = lambda x, w: jnp.sum(
-            jnp.sin(conv(x, w, (stride, stride), padding, dimension_numbers=dn))
-        )
-        return conv(x, w, (stride, stride), padding, dimension_numbers=dn), *jax.grad(loss, (0, 1))(
-            x, w
-        )
-
-    for got, want in zip(
-        grads(conv_general_dilated), grads(jax.lax.conv_general_dilated), strict=True
-    ):
-        np.testing.assert_allclose(got, want, atol=2e-4)
+    mine = lambda x, w: conv_general_dilated(x, w, (stride,) * 2, padding, dimension_numbers=_DN)
+    _assert_conv_equals_lax(mine, x, w, stride, padding)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -93,17 +97,9 @@ def test_conv2d_on_tiny_maps_takes_im2col_and_equals_lax(stride):
     w = jax.random.normal(jax.random.key(1), (3, 3, 5, 4))
     pads = ((1, 1), (0, 2))
     assert 2 * 2 <= IM2COL_MAX_OUTPUT[stride]
-    ref = lambda x, w: jax.lax.conv_general_dilated(
-        x, w, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
     mine = lambda x, w: conv2d(x, w, stride, pads)
     assert "dot_general" in str(jax.make_jaxpr(mine)(x, w))
-
-    def value_and_grads(f):
-        return f(x, w), *jax.grad(lambda x, w: jnp.sum(jnp.sin(f(x, w))), (0, 1))(x, w)
-
-    for got, want in zip(value_and_grads(mine), value_and_grads(ref), strict=True):
-        np.testing.assert_allclose(got, want, atol=2e-4)
+    _assert_conv_equals_lax(mine, x, w, stride, pads)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -252,10 +252,10 @@ def test_restoration_lowers_healthy_residuals_and_keeps_lesions(chen_run, phanto
     for mask_file in sorted(data.glob("*_lesion.nii.gz")):
         sid = mask_file.name.split("_")[0]
         les = load(mask_file) > 0
-        for name in healthy:
-            res = load(tmp_path / name / f"{sid}_residual.nii.gz")
-            brain = load(tmp_path / name / f"{sid}_brainmask.nii.gz") > 0
-            done = load(tmp_path / "rec" / f"{sid}_residual.nii.gz").any(axis=(0, 1))
+        brain = load(tmp_path / "rec" / f"{sid}_brainmask.nii.gz") > 0
+        residual = {name: load(tmp_path / name / f"{sid}_residual.nii.gz") for name in healthy}
+        done = residual["rec"].any(axis=(0, 1))  # the axial slices the run processed
+        for name, res in residual.items():
             healthy[name].append(res[brain & ~les & done].mean())
             lesion[name].append(res[les & done].mean())
     assert np.all(np.array(lesion["lg"]) > 0), "no lesion voxel in a processed slice"

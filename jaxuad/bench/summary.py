@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from jaxuad.bench import write_results
-from jaxuad.bench.restore import PAPER_ANOGAN_S
+from jaxuad.bench.restore import PAPER_ANOGAN_S, one_image_at_a_time, per_image
 
 QUICK = {
     "train": ["--models", "dae", "svae", "vae_chen", "anogan", "--steps", "5", "--repeats", "1"],
@@ -38,8 +38,9 @@ def _load(out: Path, name: str) -> list[dict]:
     return json.loads(path.read_text())["rows"] if path.is_file() else []
 
 
-def _row(area, item, figure, compile_s, ratio, target, threshold):
-    met = None if ratio is None else bool(ratio >= threshold)
+def _row(area, item, figure, compile_s, ratio, target=None, threshold=None):
+    """A figure; with a ``target`` (text) and its ``threshold`` on ``ratio``, whether it is met."""
+    met = None if ratio is None or threshold is None else bool(ratio >= threshold)
     return {
         "area": area,
         "item": item,
@@ -68,18 +69,15 @@ def summarize(out: Path) -> list[dict]:
     for r in restore:
         if not r["jax"]:
             continue
-        j = r["jax"]["s_per_iter_per_image"]
-        single = next((x for x in restore if x["method"] == r["method"] and x["batch"] == 1), {})
-        ref = (single.get("torch") or {}).get("s_per_iter_per_image")
-        same = (r.get("torch") or {}).get("s_per_iter_per_image")
+        j, same = per_image(r["jax"]), per_image(r.get("torch"))
+        ref = one_image_at_a_time(restore, r["method"])
         figure = f"{1e3 * j:.1f} ms/iter/image" + (
             f" (PyTorch at this batch {1e3 * same:.1f})" if same else ""
         )
-        target = ">= 3x a PyTorch loop, one image at a time" if r["batch"] == 16 else "-"
+        target = (">= 3x a PyTorch loop, one image at a time", 3.0) if r["batch"] == 16 else ()
         rows.append(
             _row("restore", f"{r['method']} (batch {r['batch']})", figure,
-                 r["jax"]["compile_s"], ref / j if ref else None, target,
-                 3.0 if r["batch"] == 16 else 0.0)
+                 r["jax"]["compile_s"], ref / j if ref else None, *target)
         )  # fmt: skip
         if r["method"] == "anogan" and r["batch"] == 16:
             rows.append(
@@ -104,12 +102,10 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         ratio = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}x"
         comp = "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"
-        met = {True: "yes", False: "**no**", None: "n/a"}[r["met"]]
-        if r["target"] == "-":
-            met = "-"
+        met = "-" if r["target"] is None else {True: "yes", False: "**no**", None: "n/a"}[r["met"]]
         lines.append(
-            f"| {r['area']} | {r['item']} | {r['figure']} | {comp} | {ratio} | {r['target']} "
-            f"| {met} |"
+            f"| {r['area']} | {r['item']} | {r['figure']} | {comp} | {ratio} "
+            f"| {r['target'] or '-'} | {met} |"
         )
     return "\n".join(lines)
 

@@ -83,6 +83,21 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
+def explicit_pads(x_shape, kernel_shape, stride: int, padding) -> Pads:
+    """``padding`` ("SAME", "VALID" or ((top, bottom), (left, right))) as explicit int pairs
+    for an NHWC input and HWIO kernel, hashable (a static argument)."""
+    if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(x_shape[1:3], kernel_shape[:2], (stride,) * 2, padding)
+    return tuple((int(a), int(b)) for a, b in padding)
+
+
+def _output_size(x_shape, kernel_shape, stride: int, pads: Pads) -> list[int]:
+    return [
+        (n + lo + hi - k) // stride + 1
+        for (lo, hi), n, k in zip(pads, x_shape[1:3], kernel_shape[:2], strict=True)
+    ]
+
+
 def _lax_conv(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
     return jax.lax.conv_general_dilated(
         x, kernel.astype(x.dtype), (stride, stride), pads, dimension_numbers=_NHWC
@@ -93,15 +108,13 @@ IM2COL_MAX_OUTPUT = {1: 4, 2: 16}  # by stride: output pixels (h * w) up to whic
 # wins, measured on 2 CPU cores (stride 1: 2x2 x 256 channels 16x faster, 4x4 slower).
 
 
-def conv2d(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
+def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
     """``lax.conv_general_dilated`` for NHWC x, HWIO kernel, the same stride on both axes
-    and explicit padding ``pads`` ((top, bottom), (left, right)), fast forward and backward,
-    inside loops too: tiny outputs (at most ``IM2COL_MAX_OUTPUT[stride]`` pixels) as
+    and ``padding`` (see :func:`explicit_pads`), fast forward and backward, inside loops
+    too: tiny outputs (at most ``IM2COL_MAX_OUTPUT[stride]`` pixels) as
     :func:`conv_im2col`, the rest through ``lax`` with its own input gradient."""
-    out = [
-        (n + lo + hi - k) // stride + 1
-        for (lo, hi), n, k in zip(pads, x.shape[1:3], kernel.shape[:2], strict=True)
-    ]
+    pads = explicit_pads(x.shape, kernel.shape, stride, padding)
+    out = _output_size(x.shape, kernel.shape, stride, pads)
     if out[0] * out[1] <= IM2COL_MAX_OUTPUT.get(stride, 0):
         return conv_im2col(x, kernel, stride, pads)
     return _conv_lax(x, kernel, stride, pads)
@@ -173,36 +186,21 @@ def conv_general_dilated(
             lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
             dimension_numbers, feature_group_count, **kw,
         )  # fmt: skip
-    if isinstance(padding, str):
-        padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-    pads = tuple((int(a), int(b)) for a, b in padding)
-    return conv2d(lhs, rhs, int(window_strides[0]), pads)
+    return conv2d(lhs, rhs, int(window_strides[0]), padding)
 
 
-def conv_same_left_pad(k: int, s: int) -> int:
-    """Left padding of ``lax.conv(..., stride s, padding="SAME")`` on a size divisible by s."""
-    return max(k - s, 0) // 2
-
-
-def conv_im2col(
-    x: jax.Array, kernel: jax.Array, stride: int, pads: Pads | None = None
-) -> jax.Array:
-    """Equals ``lax.conv_general_dilated(x, kernel, (s, s), pads)`` for NHWC x and HWIO
-    kernel (``pads`` default: ``SAME`` on sizes divisible by the stride), as one matrix
-    product over explicitly gathered kh*kw patches, whose backward pass is a matrix product
-    and a pad. Memory grows kh*kw-fold, so it is meant for small maps."""
+def conv_im2col(x: jax.Array, kernel: jax.Array, stride: int, padding="SAME") -> jax.Array:
+    """Equals ``lax.conv_general_dilated(x, kernel, (s, s), padding)`` for NHWC x and HWIO
+    kernel (``padding`` as in :func:`explicit_pads`; ``SAME`` needs sizes divisible by the
+    stride), as one matrix product over explicitly gathered kh*kw patches, whose backward
+    pass is a matrix product and a pad. Memory grows kh*kw-fold: meant for small maps."""
     kh, kw, cin, cout = kernel.shape
     b, h, w, _ = x.shape
-    if pads is None:
-        if h % stride or w % stride:
-            raise ValueError(f"input {h}x{w} is not divisible by stride {stride}")
-        pads = tuple(
-            (conv_same_left_pad(k, stride), max(k - stride, 0) - conv_same_left_pad(k, stride))
-            for k in (kh, kw)
-        )
-    (t, bo), (le, r) = pads
-    ho, wo = (h + t + bo - kh) // stride + 1, (w + le + r - kw) // stride + 1
-    xp = jnp.pad(x, ((0, 0), (t, bo), (le, r), (0, 0)))
+    if padding == "SAME" and (h % stride or w % stride):
+        raise ValueError(f"input {h}x{w} is not divisible by stride {stride}")
+    pads = explicit_pads(x.shape, kernel.shape, stride, padding)
+    ho, wo = _output_size(x.shape, kernel.shape, stride, pads)
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
     span_h, span_w = stride * (ho - 1) + 1, stride * (wo - 1) + 1
     patches = jnp.concatenate(
         [
@@ -264,9 +262,7 @@ class DownConv(_StridedConv):
     the module docstring)."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        s, kernel = self.stride, self.kernel[...]
-        pads = jax.lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (s, s), "SAME")
-        return conv2d(x, kernel, s, tuple(map(tuple, pads))) + self.bias[...]
+        return conv2d(x, self.kernel[...], self.stride, "SAME") + self.bias[...]
 
 
 def upsample_nearest(x: jax.Array, s: int) -> jax.Array:
