@@ -352,10 +352,10 @@ def evaluate(
         "model": info.get("model"),
         "latent": info.get("latent"),
         "method": info.get("method"),
-        "prior": info.get("prior"),
+        "prior": (info.get("restore") or {}).get("prior"),
         "modality": modality,
         "seconds_per_slice": info.get("seconds_per_slice"),
-        "seconds_per_iteration": info.get("seconds_per_iteration"),
+        "seconds_per_iteration": info.get("seconds_per_iteration_per_image"),
         "postprocess": {
             "backend": cfg.backend,
             "components_backend": post.components_backend,

@@ -17,7 +17,7 @@ example:
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-compare", "Compare evaluations in one table.")
     p.epilog = EPILOG
     p.add_argument("reports", nargs="+", metavar="REPORT", help="evaluation folders")
@@ -25,7 +25,7 @@ def main() -> int:
         "--name", action="append", default=[], help="row name per REPORT, in order (optional)"
     )
     p.add_argument("--out", help="also write the tables to this Markdown file")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from jaxuad.data import DataError
     from jaxuad.report import compare_markdown

@@ -34,7 +34,7 @@ example:
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-evaluate", "Evaluate residual maps against lesion masks.")
     p.epilog = EPILOG
     p.add_argument("--pred", required=True, help="jaxuad-restore output for the test scans")
@@ -57,7 +57,7 @@ def main() -> int:
     add_modality(p, "image contrast of --data (default: from pred/restore.json)")
     add_overrides(p, "evaluate.KEY=VALUE", "override a post-processing setting (see below)")
     add_progress(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from jaxuad.config import Config
     from jaxuad.evaluate import evaluate

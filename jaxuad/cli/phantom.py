@@ -15,7 +15,7 @@ necrotic core, rim, oedema and mass effect). The same seed always gives the same
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-phantom", "Generate healthy and lesion cohorts of the brain phantom.")
     p.epilog = EPILOG
     p.add_argument("--out", required=True, help="output folder")
@@ -36,7 +36,7 @@ def main() -> int:
         "--overwrite", action="store_true", help="replace existing OUT/healthy and OUT/lesion"
     )
     add_progress(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from tqdm.auto import tqdm
 

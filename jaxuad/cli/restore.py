@@ -39,7 +39,7 @@ jaxuad/config.py.
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from jaxuad.config import RESTORE_METHODS as METHODS
 
     p = parser("jaxuad-restore", "Restore images with a trained model and write residuals.")
@@ -81,7 +81,7 @@ def main() -> int:
         "--step", type=int, default=None, help="checkpoint step to use (default: the latest)"
     )
     add_progress(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     from jaxuad.config import Config, ConfigError, override
 

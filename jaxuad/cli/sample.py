@@ -18,7 +18,7 @@ exit codes: 0 ok, 2 bad input (not a run, not a generative model, bad -n)
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-sample", "Sample images from a trained model's prior.")
     p.epilog = EPILOG
     p.add_argument("--workdir", required=True, help="run directory written by jaxuad-train")
@@ -31,7 +31,7 @@ def main() -> int:
     p.add_argument(
         "--step", type=int, default=None, help="checkpoint step to load (default: the latest)"
     )
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     import numpy as np
 

@@ -28,7 +28,7 @@ exit codes: 0 ok, 2 bad input or config, 3 training diverged (NaN; last good che
 """
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-train", "Train a model of healthy brain anatomy.")
     p.epilog = EPILOG
     p.add_argument(
@@ -84,7 +84,7 @@ def main() -> int:
         "model.variance_net (on for vae_chen and aae)",
     )
     add_progress(p)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     config = override(load_config(args.model, args.variant), args.overrides)
     data = dataclasses.replace(
