@@ -76,7 +76,7 @@ _SMOKE = Budget(
     holdout=2,
     slices="middle:8",
     variant="smoke",
-    phantom_healthy=5,
+    phantom_healthy=3,
     phantom_lesion=2,
     calibrate_slices=4,
     steps=5,
@@ -188,6 +188,8 @@ class Reproduction:
     contrast: str = "T1w"
     shared: Path = SHARED_DATA
     only: tuple[str, ...] = ()  # row keys or run names to restrict to (default: all)
+    progress: bool = True  # each command's own progress bar (with its ETA)
+    phantom: Path | None = None  # an existing jaxuad-phantom folder (default: generate one)
 
     @property
     def budget(self) -> Budget:
@@ -204,12 +206,16 @@ class Reproduction:
             rows = [r for r in rows if row_key(r) in self.only or r.run in self.only]
         return rows
 
+    @property
+    def _quiet(self) -> tuple[str, ...]:
+        return () if self.progress else ("--no-progress",)
+
     # -- data ---------------------------------------------------------------------------
 
     def _healthy_and_test(self) -> tuple[Path, Path]:
         if self.data == "real":
             return self.shared / "ixi", self.shared / "mslub"
-        root = self.work / "phantom"
+        root = self.phantom or self.work / "phantom"
         return root / "healthy", root / "lesion"
 
     def split(self) -> tuple[list[str], list[str]]:
@@ -276,14 +282,14 @@ class Reproduction:
         steps: list[Step] = []
         done = self.work / ".done"
         b = self.budget
-        if self.data == "phantom":
+        if self.data == "phantom" and self.phantom is None:
             root = self.work / "phantom"
             steps.append(
                 Step(
                     (
                         "jaxuad-phantom", "--out", str(root), "--n-healthy",
                         str(b.phantom_healthy), "--n-lesion", str(b.phantom_lesion),
-                        "--seed", "0", "--overwrite", "--no-progress",
+                        "--seed", "0", "--overwrite", *self._quiet,
                     ),
                     done / "phantom",
                 )
@@ -309,7 +315,7 @@ class Reproduction:
             wd = self.work / run
             argv = ["jaxuad-train", "--model", model, "--variant", variant, "--data"]
             argv += [str(train_csv), *mod, "--workdir", str(wd), *self._train_overrides()]
-            steps.append(Step((*argv, "--no-progress"), done / f"train-{run}", wd / "checkpoints"))
+            steps.append(Step((*argv, *self._quiet), done / f"train-{run}", wd / "checkpoints"))
         for row in rows:
             wd, key = self.work / row.run, row_key(row)
             sets = self._restore_overrides(row.method)
@@ -318,7 +324,7 @@ class Reproduction:
                 steps.append(
                     Step(
                         ("jaxuad-restore", "--calibrate", "--workdir", str(wd), "--data",
-                         str(held_csv), *method, *sets, "--no-progress"),
+                         str(held_csv), *method, *sets, *self._quiet),
                         done / f"calibrate-{key}",
                     )
                 )  # fmt: skip
@@ -328,7 +334,7 @@ class Reproduction:
                 steps.append(
                     Step(
                         ("jaxuad-restore", "--workdir", str(wd), "--data", str(data), *mod,
-                         "--out", str(preds[part]), *method, *sets, "--no-progress"),
+                         "--out", str(preds[part]), *method, *sets, *self._quiet),
                         done / f"restore-{key}-{part}",
                     )
                 )  # fmt: skip
@@ -336,7 +342,7 @@ class Reproduction:
                 Step(
                     ("jaxuad-evaluate", "--pred", str(preds["test"]), "--data", str(test),
                      *mod, "--healthy", str(preds["healthy"]), "--out",
-                     str(self.work / "eval" / key), "--no-progress"),
+                     str(self.work / "eval" / key), *self._quiet),
                     done / f"evaluate-{key}",
                 )
             )  # fmt: skip
@@ -388,15 +394,18 @@ class Reproduction:
     # -- results --------------------------------------------------------------------------
 
     def _header(self) -> list[str]:
+        from jaxuad.data import discover
+
         train_ids, held_ids = self.split()
         _, test = self._healthy_and_test()
+        n_test = len(discover(test, self.contrast))
         data = (
             f"IXI T1 ({len(train_ids)} training subjects, {len(held_ids)} held out for "
-            f"thresholds{' and lambda' if self.paper == 'chen' else ''}) -> MSLUB T1 ({test})"
+            f"thresholds{' and lambda' if self.paper == 'chen' else ''}) -> MSLUB T1 "
+            f"({n_test} patients)"
             if self.data == "real"
             else f"phantom, {self.contrast} contrast ({len(train_ids)} training, "
-            f"{len(held_ids)} held-out healthy subjects, {self.budget.phantom_lesion} with "
-            "lesions)"
+            f"{len(held_ids)} held-out healthy subjects, {n_test} with lesions)"
         )
         return [
             f"# {self.name}",

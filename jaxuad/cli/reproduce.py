@@ -101,6 +101,14 @@ def main(paper: str, argv: list[str] | None = None) -> int:
         help="restrict to these rows (row keys as in rows/, e.g. svae-reconstruction) or "
         "training runs (e.g. svae); default: every row",
     )
+    p.add_argument(
+        "--phantom",
+        type=Path,
+        default=None,
+        help="use this jaxuad-phantom --out folder (healthy/, lesion/) instead of generating "
+        "the budget's phantom in the work folder",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide each command's progress bar")
     args = p.parse_args(argv)
 
     from jaxuad.data import DataError
@@ -120,7 +128,8 @@ def main(paper: str, argv: list[str] | None = None) -> int:
     for data, contrast in jobs:
         r = Reproduction(
             paper, data, args.budget, work=Path(), results=Path(), contrast=contrast,
-            shared=args.shared, only=tuple(args.only),
+            shared=args.shared, only=tuple(args.only), progress=not args.no_progress,
+            phantom=args.phantom,
         )  # fmt: skip
         r.work = args.work / r.name
         remembered = r.work / "results-path"

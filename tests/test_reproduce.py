@@ -1,0 +1,157 @@
+"""bin/reproduce-baur and bin/reproduce-chen: protocol splits, claims, and smoke runs end to end."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxuad.reproduce import BUDGETS, CHEN_ROWS, Reproduction, Row, claims, row_key
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "ixi").is_dir(), reason="../shared/data/ixi not present")
+@pytest.mark.parametrize("paper", ["baur", "chen"])
+@pytest.mark.parametrize("budget", ["small", "paper"])
+def test_real_split_holds_out_20_subjects(tmp_path, paper, budget):
+    r = Reproduction(paper, "real", budget, work=tmp_path, results=tmp_path, shared=SHARED)
+    train, held = r.split()
+    b = BUDGETS[(paper, "real", budget)]
+    assert not set(train) & set(held)
+    assert len(held) == (b.threshold_subjects or 20)
+    n_ixi = len(list((SHARED / "ixi").glob("sub-*_T1w.nii.gz")))
+    assert len(train) == (b.train_subjects or n_ixi - 20)
+    # The held-out subjects are the last 20 in sorted order whatever the budget.
+    all_ids = sorted(p.name.split("_")[0][4:] for p in (SHARED / "ixi").glob("sub-*_T1w.nii.gz"))
+    assert set(held) <= set(all_ids[-20:])
+
+
+def _metrics(dice: dict[str, float]) -> dict:
+    return {"at_threshold": {t: {"dice_mean": d} for t, d in dice.items()}}
+
+
+def test_claims_report_each_pair_and_verdict():
+    dice = {"percentile": 0.5}
+    rows = [
+        (Row("dAE", "dae"), _metrics({"percentile": 0.2})),
+        (Row("sAE", "sae"), _metrics({"percentile": 0.3})),
+        (Row("dVAE", "dvae"), _metrics({"percentile": 0.4})),
+        (Row("sVAE", "svae"), _metrics(dice)),
+        (Row("AE-GAN", "sae_gan"), _metrics({"percentile": 0.1})),
+    ]
+    text = "\n".join(claims("baur", rows))
+    assert "spatial better than dense: at percentile: **holds**" in text
+    assert "sae-reconstruction 0.300 vs dae-reconstruction 0.200" in text
+    assert "svae-reconstruction 0.500 vs dvae-reconstruction 0.400" in text
+    # sae_gan < sae: adversarial training does not help (anovaegan row absent: pair skipped).
+    assert "adversarial training helps: at percentile: **does not hold**" in text
+    assert "anovaegan" not in text
+    # A single counter-example breaks a claim; a missing row leaves it unmeasured.
+    rows[1] = (Row("sAE", "sae"), _metrics({"percentile": 0.2}))
+    assert "spatial better than dense: at percentile: **does not hold**" in "\n".join(
+        claims("baur", rows)
+    )
+    chen = "\n".join(claims("chen", []))
+    assert chen.count("not measured") == 3
+
+
+def test_chen_rows_cover_every_method_and_prior():
+    keys = {row_key(r) for r in CHEN_ROWS}
+    for method in ("vae_chen-map", "gmvae-gmvae_map", "vae_chen-lg_est", "vae_chen-lg_neural"):
+        assert {f"{method}-tv", f"{method}-l1"} <= keys
+    assert {"aae-lg_neural-tv", "aae-lg_neural-l1", "vae_chen-reconstruction"} <= keys
+    assert "aae-reconstruction" in keys
+
+
+def _main(paper: str, argv: list[str]) -> None:
+    from jaxuad.cli.reproduce import main
+
+    assert main(paper, argv) == 0
+
+
+@pytest.fixture(scope="module")
+def baur_smoke(tmp_path_factory, phantom_dir):
+    root = tmp_path_factory.mktemp("reproduce")
+    argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "FLAIR", "--no-progress"]
+    argv += ["--work", str(root / "work"), "--results", str(root / "results")]
+    argv += ["--only", "dae", "sae", "--phantom", str(phantom_dir)]
+    _main("baur", argv)
+    return root, argv, root / "results" / "baur-phantom-FLAIR-smoke"
+
+
+def test_baur_smoke_writes_table_from_each_rows_metrics(baur_smoke):
+    _, _, results = baur_smoke
+    table = (results / "table.md").read_text()
+    for key, label in (
+        ("dae-reconstruction", "dAE"),
+        ("sae-reconstruction", "sAE (16x16 bottleneck)"),
+    ):
+        m = json.loads((results / "rows" / key / "metrics.json").read_text())
+        s = m["summary"]
+        assert f"| {label} | {m['latent']} | {s['dice_mean']:.4f} ± {s['dice_std']:.4f} |" in table
+        assert (results / "rows" / key / "histogram.png").is_file()
+        assert not list((results / "rows" / key).glob("*.nii.gz"))  # volumes stay in work
+    assert "budget `smoke`: epochs=1" in table
+    assert "spatial better than dense: at percentile: **" in table  # measured, either way
+    assert "adversarial training helps: not measured" in table
+
+
+def test_baur_smoke_commands_are_the_cli(baur_smoke):
+    """commands.sh holds real command lines: each parses with its console script's parser."""
+    _, _, results = baur_smoke
+    lines = [c for c in (results / "commands.sh").read_text().splitlines() if c[:1] != "#"]
+    assert [shlex.split(c)[0] for c in lines] == [
+        *["jaxuad-train"] * 2,
+        *["jaxuad-restore", "jaxuad-restore", "jaxuad-evaluate"] * 2,
+    ]
+    train = shlex.split(lines[0])
+    assert train[train.index("--model") + 1] == "dae" and "train.epochs=1" in train
+
+
+def test_baur_smoke_rerun_skips_finished_steps(baur_smoke):
+    root, argv, results = baur_smoke
+    commands = (results / "commands.sh").read_text()
+    table = (results / "table.md").read_text()
+    # Losing one step's marker (a kill during it) re-runs that step only.
+    (root / "work" / "baur-phantom-FLAIR-smoke" / ".done" / "evaluate-sae-reconstruction").unlink()
+    _main("baur", argv)
+    again = (results / "commands.sh").read_text()
+    assert again.startswith(commands)
+    added = again[len(commands) :].splitlines()
+    assert len(added) == 1 and added[0].startswith("jaxuad-evaluate") and "/sae-" in added[0]
+    assert (results / "table.md").read_text() == table  # same metrics, same table
+
+
+def test_chen_smoke_calibrates_and_reports_seconds_per_iteration(tmp_path, phantom_dir):
+    argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "T1w", "--no-progress"]
+    argv += ["--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+    argv += ["--only", "vae_chen-reconstruction", "vae_chen-map-tv", "--phantom", str(phantom_dir)]
+    _main("chen", argv)
+    results = tmp_path / "results" / "chen-phantom-T1w-smoke"
+    table = (results / "table.md").read_text()
+    cal = json.loads(
+        (tmp_path / "work" / "chen-phantom-T1w-smoke" / "vae_chen" / "calibration.json").read_text()
+    )
+    assert any("map" in k and "tv" in k for k in cal)
+    m = json.loads((results / "rows" / "vae_chen-map-tv" / "metrics.json").read_text())
+    assert m["seconds_per_iteration"] > 0 and m["prior"] == "tv"
+    assert "| VAE-MAP | tv |" in table and f"{m['seconds_per_iteration']:.4f} |" in table
+    assert "MAP better than reconstruction: at fpr0.1: **" in table
+    assert "LG(neural) better than MAP: not measured" in table
+
+
+def test_missing_real_data_is_a_one_line_error(tmp_path):
+    cmd = [sys.executable, "-m", "jaxuad.cli.reproduce", "baur", "--data", "real"]
+    cmd += ["--shared", str(tmp_path / "nowhere"), "--work", str(tmp_path / "w")]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip() == (
+        f"error: {tmp_path / 'nowhere' / 'ixi'}: not found; real scans are needed for "
+        "--data real (or run --data phantom)"
+    )
+    assert not (tmp_path / "w").exists()
