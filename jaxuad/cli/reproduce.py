@@ -36,7 +36,7 @@ PAPER_TEXT = {
     "baur": dict(
         lam="",
         paper="150 epochs (AnoGAN 82), AnoGAN latent search 100 steps",
-        small="real: 30 training subjects, 2 epochs, AnoGAN 15 steps (~1 h on 2 CPU cores);\n"
+        small="real: 30 training subjects, 2 epochs, AnoGAN 15 steps;\n"
         "           phantom: 32 central slices, 4 epochs (minutes)",
     ),
     "chen": dict(
@@ -44,8 +44,9 @@ PAPER_TEXT = {
         paper="150 epochs at Adam 2e-5, 800 restoration iterations, L = 16 samples",
         small="real: 20 training subjects, 8 epochs at Adam 1e-3 (2e-5 barely moves in\n"
         "           so few steps), 5 of the 20 held-out subjects for thresholds and lambda,\n"
-        "           50 iterations, L = 4, lambda from 16 slices (~1.5 h on 2 CPU cores);\n"
-        "           phantom: 10 epochs, 24 central slices, 2 held-out subjects for\n"
+        "           50 iterations at step 4e-2 (as far-reaching as 800 at 5e-3), L = 4,\n"
+        "           lambda from 16 slices on a decade grid (estimated 1.5 h on 2 cores);\n"
+        "           phantom: 10 epochs, 16 central slices, 2 held-out subjects for\n"
         "           thresholds and lambda, lambda from 8 slices",
     ),
 }
