@@ -352,3 +352,65 @@ def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=96, format="png")
     plt.close(fig)
+
+
+def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
+    """One test slice: the input, then each method's post-processed residual.
+
+    ``rows``: (label, filtered residual volume, its healthy-fitted threshold, Dice). Each
+    residual is drawn divided by its own threshold (colour scale 0-2), so every method is
+    on the same footing: bright means above what healthy brains produce. Lesions are
+    outlined in green.
+    """
+    # Only slices that were restored (the others have no residual) can show anything.
+    covered = sum(np.abs(r[1]).sum(axis=(0, 1)) for r in rows) > 0 if rows else True
+    k = pick_slice(None if lesion is None else lesion * covered, image)
+    n = len(rows) + 1
+    ncol = min(n, 5)
+    nrow = -(-n // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.9 * nrow), squeeze=False)
+    lo, hi = np.percentile(image[image != image.min()], [0.5, 99.5]) if np.ptp(image) else (0, 1)
+    panels = [("input", image, None, None), *rows]
+    for ax, (label, vol, threshold, dice) in zip(axes.flat, panels, strict=False):
+        if threshold is None:
+            ax.imshow(_axial(vol, k), cmap="gray", vmin=lo, vmax=hi)
+        else:
+            im = ax.imshow(_axial(vol / threshold, k), cmap="inferno", vmin=0, vmax=2)
+        if lesion is not None and lesion[:, :, k].any():
+            ax.contour(_axial(lesion, k), levels=[0.5], colors="lime", linewidths=0.7)
+        ax.set_title(label if dice is None else f"{label}\nDice {dice:.3f}", fontsize=9)
+    for ax in axes.flat:
+        ax.axis("off")
+    if rows:
+        fig.colorbar(im, ax=axes, shrink=0.6, label="residual / healthy threshold")
+    fig.suptitle(f"{title} (axial slice {k}; lesions outlined in green)", fontsize=10)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def dice_chart(path: Path, title: str, results: list[dict], levels=None) -> None:
+    """Baur: Dice mean ± std per model at the percentile threshold. Chen (``levels``):
+    mean Dice against the healthy FPR each threshold allows, one line per method."""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(results) + 1.6) if not levels else (7, 4.2))
+    names = [m["name"] + (f" ({m['prior']})" if m.get("prior") else "") for m in results]
+    if not levels:
+        s = [m["at_threshold"]["percentile"] for m in results]
+        y = np.arange(len(results))[::-1]
+        ax.barh(y, [a["dice_mean"] for a in s], xerr=[a["dice_std"] for a in s], color="C0")
+        ax.set_yticks(y, names)
+        ax.set_xlabel("Dice (mean ± std over test subjects), 98th-percentile threshold")
+        ax.set_xlim(0, 1)
+    else:
+        for i, (m, name) in enumerate(zip(results, names, strict=True)):
+            d = [m["at_threshold"][f"fpr{x:g}"]["dice_mean"] for x in levels]
+            style = "-" if m.get("prior") != "l1" else "--"
+            ax.plot(levels, d, style, marker="o", color=f"C{i % 10}", label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(levels, [f"{x:g}%" for x in levels])
+        ax.set_xlabel("false-positive rate allowed on healthy brain voxels")
+        ax.set_ylabel("Dice (mean over test subjects)")
+        ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -467,11 +467,51 @@ class Reproduction:
                 "",
                 *chen_table(labelled),
             ]
-        text = "\n".join([*self._header(), *table, "", *claims(self.paper, rows)]) + "\n"
+        figures = ["", "![Dice](dice.png)", "", "![residuals](residuals.png)", ""]
+        text = "\n".join([*self._header(), *table, *figures, *claims(self.paper, rows)]) + "\n"
+        self._figures(labelled)
         _write_atomic(self.results / "table.md", text)
+
+    def _figures(self, labelled: list[dict]) -> None:
+        """dice.png (the table as a chart) and residuals.png (one lesion slice, every row)."""
+        from jaxuad.data import discover, load_volume
+        from jaxuad.data.nifti import read_nifti
+        from jaxuad.report import dice_chart, residual_gallery
+
+        levels = None if self.paper == "baur" else labelled[0]["settings"]["fpr_levels"]
+        dice_chart(self.results / "dice.png", self.name, labelled, levels)
+        # The test subject with the most lesion voxels, at the table's threshold.
+        sid = max(labelled[0]["subjects"], key=lambda r: r["lesion_voxels"])["subject"]
+        _, test = self._healthy_and_test()
+        (s,) = [s for s in discover(test, self.contrast) if s.id == sid]
+        vol = load_volume(s.id, s.image, s.brainmask, s.lesion)
+        key = "percentile" if self.paper == "baur" else "fpr1"
+        rows = []
+        for row, m in zip(self.rows(), labelled, strict=True):
+            filtered, *_ = read_nifti(
+                self.work / "eval" / row_key(row) / f"sub-{sid}_filtered.nii.gz"
+            )
+            label = row.label + (f" {row.prior.upper()}" if row.prior else "")
+            at = m["at_threshold"][key]
+            rows.append((label, filtered, at["threshold"], _subject_dice(m, sid, key)))
+        image, *_ = read_nifti(
+            self.work / "pred" / row_key(self.rows()[0]) / "test" / f"sub-{sid}_normalized.nii.gz"
+        )
+        residual_gallery(
+            self.results / "residuals.png",
+            f"{self.name}: {sid}, threshold {key}",
+            image,
+            vol.lesion,
+            rows,
+        )
 
 
 # -- claims -------------------------------------------------------------------------------
+
+
+def _subject_dice(m: dict, subject: str, threshold: str) -> float:
+    (row,) = [r for r in m["subjects"] if r["subject"] == subject]
+    return row[f"dice_{threshold}"]
 
 
 def _dice(m: dict, threshold: str = "percentile") -> float:

@@ -97,6 +97,7 @@ def test_baur_smoke_writes_table_from_each_rows_metrics(baur_smoke):
         assert (results / "rows" / key / "histogram.png").is_file()
         assert not list((results / "rows" / key).glob("*.nii.gz"))  # volumes stay in work
     assert "budget `smoke`: epochs=1" in table
+    assert (results / "dice.png").is_file() and (results / "residuals.png").is_file()
     assert "spatial better than dense: at percentile: **" in table  # measured, either way
     assert "adversarial training helps: not measured" in table
 
