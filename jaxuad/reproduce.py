@@ -370,6 +370,8 @@ class Reproduction:
         commands = self.results / "commands.sh"
         t_start = time.perf_counter()
 
+        stamped: list[bool] = []
+
         def execute(steps: list[Step], offset: int, total: int | None) -> None:
             for i, step in enumerate(steps, offset + 1):
                 argv = list(step.argv)
@@ -383,6 +385,10 @@ class Reproduction:
                     continue
                 log(f"[{i}{of} {elapsed}] {shown}")
                 with commands.open("a") as f:
+                    if not stamped:  # which code ran the commands that follow
+                        now = datetime.datetime.now().isoformat(timespec="seconds")
+                        f.write(f"# {now} commit {git_commit()} device {_device()}\n")
+                        stamped.append(True)
                     f.write(shown + "\n")
                 t0 = time.perf_counter()
                 run_command(argv)
@@ -424,10 +430,19 @@ class Reproduction:
             f"- data: {data}",
             f"- budget `{self.budget_name}`: {self.budget.describe()}; all else as in the paper "
             f"(holdout = healthy subjects never trained on)",
-            f"- commit {git_commit()}, device {_device()}; every command in `commands.sh`, "
+            f"- commands run at commit {', '.join(self._commits()) or 'unrecorded'}; table written at "
+            f"commit {git_commit()}, device {_device()}. Every command is in `commands.sh`, "
             "its wall time in `timings.json`",
             "",
         ]
+
+    def _commits(self) -> list[str]:
+        """The commits (and devices) that ran this reproduction's commands (commands.sh)."""
+        lines = (self.results / "commands.sh").read_text().splitlines()
+        stamps = [
+            ln.split(" commit ", 1)[1] for ln in lines if ln.startswith("# ") and " commit " in ln
+        ]
+        return list(dict.fromkeys(stamps))
 
     def _metrics(self) -> list[tuple[Row, dict]]:
         out = []
