@@ -123,7 +123,8 @@ def test_baur_smoke_rerun_skips_finished_steps(baur_smoke):
     _main("baur", argv)
     again = (results / "commands.sh").read_text()
     assert again.startswith(commands)
-    added = again[len(commands) :].splitlines()
+    stamp, *added = again[len(commands) :].splitlines()
+    assert stamp.startswith("# ") and " commit " in stamp  # which code ran what follows
     assert len(added) == 1 and added[0].startswith("jaxuad-evaluate") and "/sae-" in added[0]
     assert (results / "table.md").read_text() == table  # same metrics, same table
 
