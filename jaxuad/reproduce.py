@@ -181,6 +181,9 @@ class Step:
     argv: tuple[str, ...]  # a jaxuad command line
     done: Path  # written after the step succeeds; its presence skips the step
     resume: Path | None = None  # when this exists (a killed training run), add --resume
+    # A failed step fails its tags (its training run, its row); later steps sharing a tag
+    # are skipped and the row is reported as failed. Untagged steps (the phantom) abort.
+    tags: tuple[str, ...] = ()
 
 
 class ReproduceError(RuntimeError):
@@ -199,6 +202,7 @@ class Reproduction:
     only: tuple[str, ...] = ()  # row keys or run names to restrict to (default: all)
     progress: bool = True  # each command's own progress bar (with its ETA)
     phantom: Path | None = None  # an existing jaxuad-phantom folder (default: generate one)
+    failures: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> error, this run
 
     @property
     def budget(self) -> Budget:
@@ -326,7 +330,9 @@ class Reproduction:
             wd = self.work / run
             argv = ["jaxuad-train", "--model", model, "--variant", variant, "--data"]
             argv += [str(train_csv), *mod, "--workdir", str(wd), *self._train_overrides()]
-            steps.append(Step((*argv, *self._quiet), done / f"train-{run}", wd / "checkpoints"))
+            steps.append(
+                Step((*argv, *self._quiet), done / f"train-{run}", wd / "checkpoints", (run,))
+            )
         for row in rows:
             wd, key = self.work / row.run, row_key(row)
             sets = self._restore_overrides(row.method)
@@ -337,6 +343,7 @@ class Reproduction:
                         ("jaxuad-restore", "--calibrate", "--workdir", str(wd), "--data",
                          str(held_csv), *method, *sets, *self._quiet),
                         done / f"calibrate-{key}",
+                        tags=(row.run, key),
                     )
                 )  # fmt: skip
             preds = {}
@@ -347,6 +354,7 @@ class Reproduction:
                         ("jaxuad-restore", "--workdir", str(wd), "--data", str(data), *mod,
                          "--out", str(preds[part]), *method, *sets, *self._quiet),
                         done / f"restore-{key}-{part}",
+                        tags=(row.run, key),
                     )
                 )  # fmt: skip
             steps.append(
@@ -355,6 +363,7 @@ class Reproduction:
                      *mod, "--healthy", str(preds["healthy"]), "--out",
                      str(self.work / "eval" / key), *self._quiet),
                     done / f"evaluate-{key}",
+                    tags=(row.run, key),
                 )
             )  # fmt: skip
         return steps
@@ -383,6 +392,10 @@ class Reproduction:
                 if step.done.exists():
                     log(f"[{i}{of} {elapsed}] done already: {shown}")
                     continue
+                failed = [t for t in step.tags if t in self.failures]
+                if failed:
+                    log(f"[{i}{of} {elapsed}] skipped ({failed[0]} failed): {shown}")
+                    continue
                 log(f"[{i}{of} {elapsed}] {shown}")
                 with commands.open("a") as f:
                     if not stamped:  # which code ran the commands that follow
@@ -391,7 +404,14 @@ class Reproduction:
                         stamped.append(True)
                     f.write(shown + "\n")
                 t0 = time.perf_counter()
-                run_command(argv)
+                try:
+                    run_command(argv)
+                except ReproduceError as e:
+                    if not step.tags:
+                        raise
+                    log(f"error: {e}")
+                    self.failures[step.tags[0]] = str(e)
+                    continue
                 timings[shown] = time.perf_counter() - t0
                 _write_atomic(self.results / "timings.json", json.dumps(timings, indent=1))
                 step.done.write_text(f"{datetime.datetime.now().isoformat()}\n")
@@ -430,9 +450,9 @@ class Reproduction:
             f"- data: {data}",
             f"- budget `{self.budget_name}`: {self.budget.describe()}; all else as in the paper "
             f"(holdout = healthy subjects never trained on)",
-            f"- commands run at commit {', '.join(self._commits()) or 'unrecorded'}; table written at "
-            f"commit {git_commit()}, device {_device()}. Every command is in `commands.sh`, "
-            "its wall time in `timings.json`",
+            f"- commands run at commit {', '.join(self._commits()) or 'unrecorded'}; table "
+            f"written at commit {git_commit()}, device {_device()}. Every command is in "
+            "`commands.sh`, its wall time in `timings.json`",
             "",
         ]
 
@@ -445,12 +465,24 @@ class Reproduction:
         return list(dict.fromkeys(stamps))
 
     def _metrics(self) -> list[tuple[Row, dict]]:
+        """(row, metrics) for every row whose evaluation finished."""
         out = []
         for row in self.rows():
             path = self.work / "eval" / row_key(row) / "metrics.json"
-            m = json.loads(path.read_text())
-            out.append((row, m))
+            if path.is_file() and (self.work / ".done" / f"evaluate-{row_key(row)}").exists():
+                out.append((row, json.loads(path.read_text())))
         return out
+
+    def _failed_rows(self) -> list[str]:
+        """One line per row without results, with the error that stopped it."""
+        lines = []
+        for row in self.rows():
+            key = row_key(row)
+            if (self.work / ".done" / f"evaluate-{key}").exists():
+                continue
+            why = self.failures.get(key) or self.failures.get(row.run) or "not run"
+            lines.append(f"- **{row.label}** ({key}): no result. {why}")
+        return lines
 
     def write_results(self) -> None:
         from jaxuad.report import baur_table, chen_table
@@ -482,12 +514,17 @@ class Reproduction:
                 "",
                 *chen_table(labelled),
             ]
-        figures = ["", "![Dice](dice.png)", "", "![residuals](residuals.png)", ""]
-        text = "\n".join([*self._header(), *table, *figures, *claims(self.paper, rows)]) + "\n"
-        self._figures(labelled)
-        _write_atomic(self.results / "table.md", text)
+        failed = self._failed_rows()
+        if failed:
+            table += ["", "Rows without results:", "", *failed]
+        figures = []
+        if rows:
+            figures = ["", "![Dice](dice.png)", "", "![residuals](residuals.png)"]
+            self._figures([r for r, _ in rows], labelled)
+        text = "\n".join([*self._header(), *table, *figures, "", *claims(self.paper, rows)])
+        _write_atomic(self.results / "table.md", text + "\n")
 
-    def _figures(self, labelled: list[dict]) -> None:
+    def _figures(self, rows_done: list[Row], labelled: list[dict]) -> None:
         """dice.png (the table as a chart) and residuals.png (one lesion slice, every row)."""
         from jaxuad.data import discover, load_volume
         from jaxuad.data.nifti import read_nifti
@@ -502,7 +539,7 @@ class Reproduction:
         vol = load_volume(s.id, s.image, s.brainmask, s.lesion)
         key = "percentile" if self.paper == "baur" else "fpr1"
         rows = []
-        for row, m in zip(self.rows(), labelled, strict=True):
+        for row, m in zip(rows_done, labelled, strict=True):
             filtered, *_ = read_nifti(
                 self.work / "eval" / row_key(row) / f"sub-{sid}_filtered.nii.gz"
             )
@@ -510,7 +547,7 @@ class Reproduction:
             at = m["at_threshold"][key]
             rows.append((label, filtered, at["threshold"], _subject_dice(m, sid, key)))
         image, *_ = read_nifti(
-            self.work / "pred" / row_key(self.rows()[0]) / "test" / f"sub-{sid}_normalized.nii.gz"
+            self.work / "pred" / row_key(rows_done[0]) / "test" / f"sub-{sid}_normalized.nii.gz"
         )
         residual_gallery(
             self.results / "residuals.png",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from jaxuad.cli._common import parser, run
+from jaxuad.cli._common import EXIT_DIVERGED, parser, run
+
+EXIT_FAILED_ROWS = EXIT_DIVERGED  # a row's training diverged or a step failed; tables written
 
 EPILOG = """\
 protocols:
@@ -27,6 +30,8 @@ outputs:
   WORK/<name>/                 training runs, restorations (NIfTI), evaluations
 <name> is {paper_name}-real-<budget> or {paper_name}-phantom-<contrast>-<budget>.
 
+A step that fails (e.g. a training run that diverges) is reported under its table with the
+error; the rows that depend on it are skipped, the others run, and the exit code is 3.
 Interrupted? Run the same command again: finished steps are skipped (WORK/<name>/.done),
 a killed training run continues from its last checkpoint, and results go to the same
 RESULTS folder (remembered in WORK/<name>/results-path).
@@ -115,6 +120,7 @@ def main(paper: str, argv: list[str] | None = None) -> int:
     from jaxuad.data import DataError
     from jaxuad.reproduce import ReproduceError, Reproduction, default_results
 
+    failed = False
     jobs = []
     for data in args.data:
         for contrast in ["T1w"] if data == "real" else args.contrast:
@@ -148,11 +154,15 @@ def main(paper: str, argv: list[str] | None = None) -> int:
         except ReproduceError as e:
             raise DataError(str(e)) from None
         print((r.results / "table.md").read_text())
+        failed |= bool(r.failures)
+    if failed:
+        print(
+            "error: some rows failed (listed under their tables); fix and re-run", file=sys.stderr
+        )
+        return EXIT_FAILED_ROWS
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     paper = sys.argv[1]
     run(lambda: main(paper, sys.argv[2:]))
