@@ -153,3 +153,32 @@ def test_missing_real_data_is_a_one_line_error(tmp_path):
         "--data real (or run --data phantom)"
     )
     assert not (tmp_path / "w").exists()
+
+
+def test_failed_training_skips_its_rows_only_and_is_reported(tmp_path, phantom_dir, monkeypatch):
+    """A diverged run: its later steps are skipped, other runs go on, the table says why."""
+    import jaxuad.reproduce as rp
+    from jaxuad.cli.reproduce import EXIT_FAILED_ROWS, main
+
+    ran = []
+
+    def fake(argv):
+        ran.append(argv)
+        if argv[0] == "jaxuad-train" and argv[argv.index("--model") + 1] == "sae":
+            raise rp.ReproduceError("jaxuad-train ...: TrainingDiverged: non-finite loss")
+
+    monkeypatch.setattr(rp, "run_command", fake)
+    argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "FLAIR", "--no-progress"]
+    argv += ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r")]
+    assert main("baur", [*argv, "--only", "dae", "sae", "--phantom", str(phantom_dir)]) == (
+        EXIT_FAILED_ROWS
+    )
+    trained = [a[a.index("--model") + 1] for a in ran if a[0] == "jaxuad-train"]
+    assert trained == ["dae", "sae"]
+    assert not [a for a in ran if a[0] != "jaxuad-train" and "/sae-" in " ".join(a)]
+    assert len([a for a in ran if "/dae-" in " ".join(a)]) == 3  # 2 restores + evaluate
+    table = (tmp_path / "r" / "baur-phantom-FLAIR-smoke" / "table.md").read_text()
+    assert (
+        "- **sAE (16x16 bottleneck)** (sae-reconstruction): no result. "
+        "jaxuad-train ...: TrainingDiverged: non-finite loss" in table
+    )
