@@ -654,8 +654,12 @@ def run_command(argv: list[str]) -> None:
         raise ReproduceError(f"{shown}: exit code {rc}")
 
 
+CODE_PATHS = ("jaxuad", "configs", "bin", "pyproject.toml")  # what decides a result
+
+
 def git_commit(root: Path | None = None) -> str:
-    """Short hash of HEAD, with ``-dirty`` when tracked files differ from it."""
+    """Short hash of HEAD, with ``-dirty`` when the code (:data:`CODE_PATHS`; not the README
+    or tests) differs from it."""
     root = root or Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
@@ -666,7 +670,7 @@ def git_commit(root: Path | None = None) -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             cwd=root,
             capture_output=True,
             text=True,

@@ -173,7 +173,12 @@ def train(
             good = ckpt.latest_step()
             raise TrainingDiverged(
                 f"non-finite loss or gradient between steps {step - acc_steps} and {step}; "
-                f"stopped. Last good checkpoint: step {good} in {ckpt.directory}"
+                "stopped. "
+                + (
+                    f"Last good checkpoint: step {good} in {ckpt.directory}"
+                    if good is not None
+                    else "No checkpoint was written before it (train.checkpoint_every)."
+                )
             )
         row = {
             "step": step,
