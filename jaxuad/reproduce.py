@@ -249,6 +249,7 @@ class Reproduction:
 
     def _manifest(self, name: str, ids: list[str]) -> Path:
         healthy, _ = self._healthy_and_test()
+        healthy = healthy.resolve()  # a manifest's relative paths are read from its folder
         path = self.work / f"{name}.csv"
         rows = [
             [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -126,10 +127,14 @@ def test_baur_smoke_rerun_skips_finished_steps(baur_smoke):
     assert (results / "table.md").read_text() == table  # same metrics, same table
 
 
-def test_chen_smoke_calibrates_and_reports_seconds_per_iteration(tmp_path, phantom_dir):
+def test_chen_smoke_calibrates_and_reports_seconds_per_iteration(
+    tmp_path, phantom_dir, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # relative folders, as bin/reproduce-* uses by default
+    phantom = os.path.relpath(phantom_dir, tmp_path)
     argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "T1w", "--no-progress"]
-    argv += ["--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
-    argv += ["--only", "vae_chen-map-tv", "--phantom", str(phantom_dir)]
+    argv += ["--work", "work", "--results", "results", "--only", "vae_chen-map-tv"]
+    argv += ["--phantom", phantom]
     _main("chen", argv)
     results = tmp_path / "results" / "chen-phantom-T1w-smoke"
     table = (results / "table.md").read_text()
