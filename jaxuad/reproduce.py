@@ -6,9 +6,9 @@ type, run in this process (so compiled programs are shared) and written to
 ``commands.sh`` before they run. A step whose output is complete is skipped on the next
 invocation, and a training step that was killed continues with ``--resume``, so a
 two-hour run survives interruption. Heavy outputs (checkpoints, restorations as NIfTI)
-stay in the work folder; the results folder gets what is meant to be kept: the tables,
-``claims.md`` (which of the paper's claims hold on this run), each row's ``metrics.json``,
-report and figures, the commands and their timings.
+stay in the work folder; the results folder gets what is meant to be kept: ``table.md``
+(the table and which of the paper's claims hold on this run), its figures, each row's
+``metrics.json``, report and figures, the commands and their timings.
 
 Protocols (issue 5):
 
@@ -29,14 +29,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import io
 import json
+import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
+
+from jaxuad.data.nifti import write_json, write_text
 
 PAPERS = ("baur", "chen")
 DATASETS = ("real", "phantom")
@@ -223,6 +228,10 @@ class Reproduction:
     def _quiet(self) -> tuple[str, ...]:
         return () if self.progress else ("--no-progress",)
 
+    def _done(self, name: str) -> Path:
+        """The marker a finished step ``name`` leaves (its presence skips the step)."""
+        return self.work / ".done" / name
+
     # -- data ---------------------------------------------------------------------------
 
     def _healthy_and_test(self) -> tuple[Path, Path]:
@@ -260,7 +269,7 @@ class Reproduction:
             ]
             for i in ids
         ]
-        _write_atomic(path, _csv(["subject", "image", "brainmask", "lesion"], rows))
+        write_text(_csv(["subject", "image", "brainmask", "lesion"], rows), path)
         return path
 
     # -- the plan -------------------------------------------------------------------------
@@ -278,25 +287,24 @@ class Reproduction:
 
     def _restore_overrides(self, method: str) -> list[str]:
         b = self.budget
-        values = {
-            "steps": b.steps,
-            "learning_rate": b.restore_learning_rate,
-            "samples": b.samples,
-            "anogan_steps": b.anogan_steps,
-            "calibrate_slices": b.calibrate_slices,
-            "lam_grid": b.lam_grid,
-        }
-        if method == "anogan":
-            values = {"anogan_steps": b.anogan_steps}
-        elif method == "reconstruction":
+        if method == "reconstruction":
             return []
+        values = {"anogan_steps": b.anogan_steps}
+        if method != "anogan":
+            values = {
+                "steps": b.steps,
+                "learning_rate": b.restore_learning_rate,
+                "samples": b.samples,
+                "anogan_steps": b.anogan_steps,
+                "calibrate_slices": b.calibrate_slices,
+                "lam_grid": b.lam_grid,
+            }
         sets = [f"restore.{k}={v}" for k, v in values.items() if v is not None]
         return [a for s in sets for a in ("--set", s)]
 
-    def plan(self) -> list[Step]:
-        """Every step, in order. Writes the split manifests (phantom: after generating it)."""
+    def data_steps(self) -> list[Step]:
+        """Generating the phantom (nothing for real scans or a given ``phantom``)."""
         steps: list[Step] = []
-        done = self.work / ".done"
         b = self.budget
         if self.data == "phantom" and self.phantom is None:
             root = self.work / "phantom"
@@ -307,19 +315,20 @@ class Reproduction:
                         str(b.phantom_healthy), "--n-lesion", str(b.phantom_lesion),
                         "--seed", "0", "--overwrite", *self._quiet,
                     ),
-                    done / "phantom",
+                    self._done("phantom"),
                 )
             )  # fmt: skip
         return steps
 
     def experiment_steps(self) -> list[Step]:
-        """Training, calibration, restoration and evaluation (needs the data to exist)."""
+        """Training, calibration, restoration and evaluation. Needs the data to exist (run
+        after :meth:`data_steps`); writes the split manifests."""
         train_ids, held_ids = self.split()
         train_csv = self._manifest("train", train_ids)
         held_csv = self._manifest("heldout", held_ids)
         _, test = self._healthy_and_test()
         runs = BAUR_RUNS if self.paper == "baur" else CHEN_RUNS
-        done = self.work / ".done"
+        done = self._done
         mod = ["--modality", self.contrast]
         steps = []
         rows = self.rows()
@@ -332,7 +341,7 @@ class Reproduction:
             argv = ["jaxuad-train", "--model", model, "--variant", variant, "--data"]
             argv += [str(train_csv), *mod, "--workdir", str(wd), *self._train_overrides()]
             steps.append(
-                Step((*argv, *self._quiet), done / f"train-{run}", wd / "checkpoints", (run,))
+                Step((*argv, *self._quiet), done(f"train-{run}"), wd / "checkpoints", (run,))
             )
         for row in rows:
             wd, key = self.work / row.run, row_key(row)
@@ -343,7 +352,7 @@ class Reproduction:
                     Step(
                         ("jaxuad-restore", "--calibrate", "--workdir", str(wd), "--data",
                          str(held_csv), *method, *sets, *self._quiet),
-                        done / f"calibrate-{key}",
+                        done(f"calibrate-{key}"),
                         tags=(row.run, key),
                     )
                 )  # fmt: skip
@@ -354,7 +363,7 @@ class Reproduction:
                     Step(
                         ("jaxuad-restore", "--workdir", str(wd), "--data", str(data), *mod,
                          "--out", str(preds[part]), *method, *sets, *self._quiet),
-                        done / f"restore-{key}-{part}",
+                        done(f"restore-{key}-{part}"),
                         tags=(row.run, key),
                     )
                 )  # fmt: skip
@@ -363,7 +372,7 @@ class Reproduction:
                     ("jaxuad-evaluate", "--pred", str(preds["test"]), "--data", str(test),
                      *mod, "--healthy", str(preds["healthy"]), "--out",
                      str(self.work / "eval" / key), *self._quiet),
-                    done / f"evaluate-{key}",
+                    done(f"evaluate-{key}"),
                     tags=(row.run, key),
                 )
             )  # fmt: skip
@@ -387,9 +396,9 @@ class Reproduction:
                 argv = list(step.argv)
                 if step.resume is not None and step.resume.is_dir() and any(step.resume.iterdir()):
                     argv.append("--resume")
-                shown = " ".join(_quote(a) for a in argv)
+                shown = shlex.join(argv)
                 of = f"/{total}" if total else ""
-                elapsed = _hms(time.perf_counter() - t_start)
+                elapsed = tqdm.format_interval(time.perf_counter() - t_start)
                 if step.done.exists():
                     log(f"[{i}{of} {elapsed}] done already: {shown}")
                     continue
@@ -414,19 +423,19 @@ class Reproduction:
                     self.failures[step.tags[0]] = str(e)
                     continue
                 timings[shown] = time.perf_counter() - t0
-                _write_atomic(self.results / "timings.json", json.dumps(timings, indent=1))
+                write_json(timings, self.results / "timings.json")
                 step.done.write_text(f"{datetime.datetime.now().isoformat()}\n")
 
         if not commands.exists():
             commands.write_text(
                 "# jaxuad commands run by this reproduction, in order (appended on resume)\n"
             )
-        first = self.plan()
+        first = self.data_steps()
         execute(first, 0, None)
         rest = self.experiment_steps()
         execute(rest, len(first), len(first) + len(rest))
         self.write_results()
-        log(f"results: {self.results} ({_hms(time.perf_counter() - t_start)})")
+        log(f"results: {self.results} ({tqdm.format_interval(time.perf_counter() - t_start)})")
         return self.results
 
     # -- results --------------------------------------------------------------------------
@@ -470,7 +479,7 @@ class Reproduction:
         out = []
         for row in self.rows():
             path = self.work / "eval" / row_key(row) / "metrics.json"
-            if path.is_file() and (self.work / ".done" / f"evaluate-{row_key(row)}").exists():
+            if path.is_file() and self._done(f"evaluate-{row_key(row)}").exists():
                 out.append((row, json.loads(path.read_text())))
         return out
 
@@ -479,7 +488,7 @@ class Reproduction:
         lines = []
         for row in self.rows():
             key = row_key(row)
-            if (self.work / ".done" / f"evaluate-{key}").exists():
+            if self._done(f"evaluate-{key}").exists():
                 continue
             why = self.failures.get(key) or self.failures.get(row.run) or "not run"
             lines.append(f"- **{row.label}** ({key}): no result. {why}")
@@ -523,7 +532,7 @@ class Reproduction:
             figures = ["", "![Dice](dice.png)", "", "![residuals](residuals.png)"]
             self._figures([r for r, _ in rows], labelled)
         text = "\n".join([*self._header(), *table, *figures, "", *claims(self.paper, rows)])
-        _write_atomic(self.results / "table.md", text + "\n")
+        write_text(text + "\n", self.results / "table.md")
 
     def _figures(self, rows_done: list[Row], labelled: list[dict]) -> None:
         """dice.png (the table as a chart) and residuals.png (one lesion slice, every row)."""
@@ -631,7 +640,7 @@ def claims(paper: str, rows: list[tuple[Row, dict]]) -> list[str]:
 
 def run_command(argv: list[str]) -> None:
     """Runs one jaxuad command line in this process; raises :class:`ReproduceError`."""
-    from jaxuad.cli import compare, evaluate, phantom, restore, train
+    from jaxuad.cli import evaluate, phantom, restore, train
     from jaxuad.config import ConfigError
     from jaxuad.data import DataError
 
@@ -640,7 +649,6 @@ def run_command(argv: list[str]) -> None:
         "jaxuad-restore": restore.main,
         "jaxuad-evaluate": evaluate.main,
         "jaxuad-phantom": phantom.main,
-        "jaxuad-compare": compare.main,
     }
     shown = " ".join(argv)
     try:
@@ -694,8 +702,6 @@ def _device() -> str:
 
 
 def _csv(header: list[str], rows: list[list]) -> str:
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
@@ -703,26 +709,5 @@ def _csv(header: list[str], rows: list[list]) -> str:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _load_json(path: Path, default):
     return json.loads(path.read_text()) if path.is_file() else default
-
-
-def _quote(a: str) -> str:
-    import shlex
-
-    return shlex.quote(a)
-
-
-def _hms(s: float) -> str:
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use bin/reproduce-baur or bin/reproduce-chen")

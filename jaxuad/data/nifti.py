@@ -119,7 +119,12 @@ def atomic_path(path: str | Path):
         raise
 
 
+def write_text(text: str, path: str | Path) -> None:
+    """Writes ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
 def write_json(obj, path: str | Path) -> None:
     """Writes ``obj`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(obj, indent=2) + "\n")
+    write_text(json.dumps(obj, indent=2) + "\n", path)
