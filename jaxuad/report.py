@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from jaxuad.config import EvaluateConfig  # noqa: E402
+
 
 def _axial(vol: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(vol[:, :, k])  # anterior up, as radiologists view axial slices
@@ -81,7 +83,8 @@ def baur_table(results: list[dict]) -> list[str]:
 
 def chen_table(results: list[dict]) -> list[str]:
     """Chen et al. 2019, Table 1 layout: method, prior, Dice at each healthy FPR, AUC, s/iter."""
-    levels = results[0]["settings"]["fpr_levels"]
+    # With no results (every row failed) the header still shows the default levels.
+    levels = results[0]["settings"]["fpr_levels"] if results else EvaluateConfig().fpr_levels
     head = " | ".join(f"Dice @{x:g}% FPR" for x in levels)
     lines = [
         f"| method | prior | {head} | AUC | s/iter |",

@@ -186,8 +186,10 @@ class Step:
     argv: tuple[str, ...]  # a jaxuad command line
     done: Path  # written after the step succeeds; its presence skips the step
     resume: Path | None = None  # when this exists (a killed training run), add --resume
-    # A failed step fails its tags (its training run, its row); later steps sharing a tag
-    # are skipped and the row is reported as failed. Untagged steps (the phantom) abort.
+    # What a step belongs to, general to specific: (run,) for training, (run, row) for a
+    # row's steps. A failure fails the most specific tag, so a diverged training run skips
+    # all its rows and a failed restoration only its own row; later steps carrying a failed
+    # tag are skipped and the row is reported as failed. Untagged steps (the phantom) abort.
     tags: tuple[str, ...] = ()
 
 
@@ -420,7 +422,7 @@ class Reproduction:
                     if not step.tags:
                         raise
                     log(f"error: {e}")
-                    self.failures[step.tags[0]] = str(e)
+                    self.failures[step.tags[-1]] = str(e)
                     continue
                 timings[shown] = time.perf_counter() - t0
                 write_json(timings, self.results / "timings.json")

@@ -187,3 +187,28 @@ def test_failed_training_skips_its_rows_only_and_is_reported(tmp_path, phantom_d
         "- **sAE (16x16 bottleneck)** (sae-reconstruction): no result. "
         "jaxuad-train ...: TrainingDiverged: non-finite loss" in table
     )
+
+
+def test_failed_row_step_skips_only_that_row(tmp_path, phantom_dir, monkeypatch):
+    """A failed calibration stops its own row, not the other rows of the same training run."""
+    import jaxuad.reproduce as rp
+    from jaxuad.cli.reproduce import EXIT_FAILED_ROWS, main
+
+    ran = []
+
+    def fake(argv):
+        ran.append(argv)
+        if "--calibrate" in argv and argv[argv.index("--prior") + 1] == "tv":
+            raise rp.ReproduceError("jaxuad-restore --calibrate ...: no lambda")
+
+    monkeypatch.setattr(rp, "run_command", fake)
+    argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "T1w", "--no-progress"]
+    argv += ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r")]
+    argv += ["--only", "vae_chen-map-tv", "vae_chen-map-l1", "--phantom", str(phantom_dir)]
+    assert main("chen", argv) == EXIT_FAILED_ROWS
+    rows = [" ".join(a) for a in ran if a[0] != "jaxuad-train"]
+    assert [r for r in rows if "map-tv" in r] == []  # restore/evaluate of the failed row
+    assert len([r for r in rows if "map-l1" in r]) == 3  # 2 restores + evaluate still ran
+    table = (tmp_path / "r" / "chen-phantom-T1w-smoke" / "table.md").read_text()
+    assert "(vae_chen-map-tv): no result. jaxuad-restore --calibrate ...: no lambda" in table
+    assert "vae_chen-map-l1): no result" not in table
