@@ -88,7 +88,7 @@ def fit_thresholds(healthy, cfg: EvaluateConfig, post: Postprocessor | None = No
             f"{healthy}: no sub-<id>_residual.nii.gz files (run jaxuad-restore "
             "on healthy scans first)"
         )
-    values = []
+    items = []
     for f in files:
         residual, affine, _ = read_nifti(f)
         subject = f.name[len("sub-") : -len("_residual.nii.gz")]
@@ -108,12 +108,14 @@ def fit_thresholds(healthy, cfg: EvaluateConfig, post: Postprocessor | None = No
         image, restored = (
             (part("normalized"), part("restored")) if _priors_on(cfg) else (None, None)
         )
-        keep = _keep(image, restored, mask, cfg, f"{healthy}: sub-{subject}")
-        filtered = post.filter(residual, mask, keep)
-        # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
-        eroded = post.eroded(mask)
-        values.append(filtered[eroded])
-    values = np.concatenate(values)
+        items.append(
+            (residual, mask, _keep(image, restored, mask, cfg, f"{healthy}: sub-{subject}"))
+        )
+    filtered = post.filter_many(items)
+    # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
+    values = np.concatenate(
+        [f[post.eroded(m)] for f, (_, m, _) in zip(filtered, items, strict=True)]
+    )
     fitted = {
         "percentile": {
             "value": M.percentile_threshold(values, cfg.percentile),
@@ -228,6 +230,25 @@ class _Counts:
         }
 
 
+def _score_subject(vol, filtered, segs: dict, post, hist, counts: dict, cfg) -> dict:
+    """Adds one subject to the cohort histogram and counts; returns its row."""
+    brain = vol.brainmask
+    truth = vol.lesion if vol.lesion is not None else np.zeros_like(brain)
+    hist.add(M.histogram(filtered, truth, brain))
+    row = {"subject": vol.subject, "has_lesion_mask": vol.lesion is not None}
+    for name, seg in segs.items():
+        hits = post.components_hit(truth & brain, seg) if vol.lesion is not None else None
+        counts[name].add(seg, truth, brain, hits, vol.lesion is not None)
+        row[f"dice_{name}"] = M.dice(seg & brain, truth & brain)
+    seg = segs[cfg.seg_threshold]
+    row.update(
+        dice=row[f"dice_{cfg.seg_threshold}"],
+        lesion_voxels=int(truth.sum()),
+        segmented_voxels=int(seg.sum()),
+    )
+    return row
+
+
 def evaluate(
     pred,
     data,
@@ -238,13 +259,15 @@ def evaluate(
     thresholds=None,
     modality: str | None = None,
     progress: bool = True,
+    devices: int | None = None,
 ) -> dict:
     """Writes filtered residuals, segmentations, figures, ``thresholds.json``,
     ``metrics.json`` and ``report.md`` into ``out``; returns the metrics dict.
 
     Thresholds come from ``healthy`` (a restoration folder of healthy scans) or from
     ``thresholds`` (a ``thresholds.json`` from an earlier evaluation). All inputs are read
-    and validated before anything is written.
+    and validated before anything is written. The JAX post-processing runs on ``devices``
+    devices (default: all), one volume each.
     """
     cfg = cfg or EvaluateConfig()
     if (healthy is None) == (thresholds is None):
@@ -254,7 +277,7 @@ def evaluate(
         raise ConfigError(
             f"evaluate.seg_threshold must be one of {names}, got {cfg.seg_threshold!r}"
         )
-    post = Postprocessor(cfg)
+    post = Postprocessor(cfg, devices)
     pred, out = Path(pred), Path(out)
     info_path = pred / "restore.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
@@ -301,45 +324,42 @@ def evaluate(
     hist = M.CohortHistogram()
     counts = {name: _Counts() for name in names}
     rows, t_filter, t_segment = [], 0.0, 0.0
-    for vol, residual, shown, restored, keep in tqdm(
-        inputs, desc="evaluate", unit="subject", disable=not progress
-    ):
-        sid, brain = vol.subject, vol.brainmask
-        truth = vol.lesion if vol.lesion is not None else np.zeros_like(brain)
+    bar = tqdm(total=len(inputs), desc="evaluate", unit="subject", disable=not progress)
+    group = post.mesh.devices.size  # volumes filtered together, one per device
+    for start in range(0, len(inputs), group):
+        chunk = inputs[start : start + group]
         t0 = time.perf_counter()
-        filtered = post.filter(residual, brain, keep)
+        filtered_chunk = post.filter_many([(c[1], c[0].brainmask, c[4]) for c in chunk])
         t_filter += time.perf_counter() - t0
-        hist.add(M.histogram(filtered, truth, brain))
-        row = {"subject": sid, "has_lesion_mask": vol.lesion is not None}
-        segs = {}
+        segs_chunk = {}
         for name in names:
             t0 = time.perf_counter()
-            seg = post.segment(filtered, taus[name]["value"])
+            segs_chunk[name] = post.segment_many(filtered_chunk, taus[name]["value"])
             if name == cfg.seg_threshold:
                 t_segment += time.perf_counter() - t0
-            hits = post.components_hit(truth & brain, seg) if vol.lesion is not None else None
-            counts[name].add(seg, truth, brain, hits, vol.lesion is not None)
-            row[f"dice_{name}"] = M.dice(seg & brain, truth & brain)
-            segs[name] = seg
-        seg = segs[cfg.seg_threshold]
-        row.update(
-            dice=row[f"dice_{cfg.seg_threshold}"],
-            lesion_voxels=int(truth.sum()),
-            segmented_voxels=int(seg.sum()),
-        )
-        rows.append(row)
-        write_nifti_like(filtered, vol, out / f"sub-{sid}_filtered.nii.gz")
-        write_nifti_like(seg, vol, out / f"sub-{sid}_seg.nii.gz")
-        report.subject_panel(
-            out / f"sub-{sid}_panel.png",
-            f"sub-{sid}",
-            shown,
-            restored,
-            filtered,
-            seg,
-            vol.lesion,
-            2 * taus[cfg.seg_threshold]["value"],
-        )
+        for k, (vol, _, shown, restored, _) in enumerate(chunk):
+            filtered = filtered_chunk[k]
+            rows.append(
+                _score_subject(
+                    vol, filtered, {n: segs_chunk[n][k] for n in names}, post, hist, counts, cfg
+                )
+            )
+            seg = segs_chunk[cfg.seg_threshold][k]
+            sid = vol.subject
+            write_nifti_like(filtered, vol, out / f"sub-{sid}_filtered.nii.gz")
+            write_nifti_like(seg, vol, out / f"sub-{sid}_seg.nii.gz")
+            report.subject_panel(
+                out / f"sub-{sid}_panel.png",
+                f"sub-{sid}",
+                shown,
+                restored,
+                filtered,
+                seg,
+                vol.lesion,
+                2 * taus[cfg.seg_threshold]["value"],
+            )
+            bar.update(1)
+    bar.close()
 
     auroc, auroc_bound = hist.auroc()
     oracle_dice, oracle_threshold = hist.best_dice()

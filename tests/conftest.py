@@ -25,6 +25,15 @@ from jaxuad.config import load_config
 from jaxuad.data import phantom
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MULTIDEVICE = os.environ.get("JAXUAD_MULTIDEVICE") == "1"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/multidevice needs 4 virtual devices before JAX starts: tests/test_multidevice.py
+    runs it in a process of its own (JAXUAD_MULTIDEVICE=1), and only there."""
+    if collection_path.name == "multidevice" and not MULTIDEVICE:
+        return True
+    return None
 
 
 def smoke_config(model: str = "svae", **data):

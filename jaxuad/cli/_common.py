@@ -38,6 +38,57 @@ def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_devices(p: argparse.ArgumentParser, what: str) -> None:
+    """--devices and the multi-process options (jaxuad.distributed)."""
+    g = p.add_argument_group(
+        "devices and hosts",
+        "jaxuad is data-parallel over a jax.sharding.Mesh; see README, 'Several devices and "
+        "hosts'. On a cluster, start the same command once per process.",
+    )
+    g.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"{what} over the first N devices (default: every visible device, of every process)",
+    )
+    g.add_argument(
+        "--coordinator",
+        default=None,
+        metavar="HOST:PORT",
+        help="multi-process run: address of process 0's coordinator (default: "
+        "$JAX_COORDINATOR_ADDRESS; unset = a single process)",
+    )
+    g.add_argument(
+        "--num-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="multi-process run: number of processes (default: $JAX_NUM_PROCESSES)",
+    )
+    g.add_argument(
+        "--process-id",
+        type=int,
+        default=None,
+        metavar="I",
+        help="multi-process run: this process's index, 0 to N-1; process 0 writes all "
+        "outputs (default: $JAX_PROCESS_ID)",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="multi-process run with the cluster detected by JAX (SLURM, Open MPI, TPU "
+        "pods, Kubernetes) instead of the three options above",
+    )
+
+
+def start_processes(args: argparse.Namespace) -> None:
+    """Joins the multi-process run the arguments of :func:`add_devices` describe, if any."""
+    from jaxuad.distributed import initialize
+
+    initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
+
+
 def run(main: Callable[[], int | None]) -> None:
     """Runs ``main``; bad input becomes ``error: <file>: <problem>`` and exit code 2."""
     from jaxuad.data import DataError

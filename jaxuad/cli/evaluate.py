@@ -56,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="report folder (created if missing)")
     add_modality(p, "image contrast of --data (default: from pred/restore.json)")
     add_overrides(p, "evaluate.KEY=VALUE", "override a post-processing setting (see below)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        metavar="N",
+        help="filter volumes on N devices at once, one each (default: every visible device)",
+    )
     add_progress(p)
     args = p.parse_args(argv)
 
@@ -72,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         thresholds=args.thresholds,
         modality=args.modality,
         progress=not args.no_progress,
+        devices=args.devices,
     )
     s = m["summary"]
     print(

@@ -3,7 +3,15 @@ the restoration weight lambda on healthy scans."""
 
 from __future__ import annotations
 
-from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser, run
+from jaxuad.cli._common import (
+    add_devices,
+    add_modality,
+    add_overrides,
+    add_progress,
+    parser,
+    run,
+    start_processes,
+)
 
 EPILOG = """\
 outputs (in --out, on each input's grid with its affine, openable in FSLeyes / ITK-SNAP):
@@ -80,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--step", type=int, default=None, help="checkpoint step to use (default: the latest)"
     )
+    add_devices(
+        p,
+        "split each chunk of restore.batch_size slices (with --calibrate: the lambda grid)",
+    )
     add_progress(p)
     args = p.parse_args(argv)
 
@@ -98,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
 
+    start_processes(args)
+    from jaxuad.distributed import is_primary
     from jaxuad.restore import calibrate, restore_cohort
 
     common = dict(
@@ -107,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         restore_overrides=overrides,
         seed=args.seed,
         progress=not args.no_progress,
+        devices=args.devices,
     )
     if args.calibrate:
         e = calibrate(args.workdir, args.data, **common)
+        if not is_primary():
+            return 0
         curve = ", ".join(f"{g:g}: {s:.3f}" for g, s in zip(e["grid"], e["ssim"], strict=True))
         print(f"SSIM by lambda: {curve}")
         print(
@@ -119,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     s = restore_cohort(args.workdir, args.data, args.out, **common)
+    if not is_primary():
+        return 0
     print(
         f"restored {len(s['subjects'])} subjects ({s['slices']} slices, "
         f"{s['seconds_per_slice'] * 1e3:.2f} ms/slice, "

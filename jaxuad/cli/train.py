@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser, run
+from jaxuad.cli._common import (
+    add_devices,
+    add_modality,
+    add_overrides,
+    add_progress,
+    parser,
+    run,
+    start_processes,
+)
 from jaxuad.config import available_models, load_config, override
 
 EPILOG = """\
@@ -16,6 +24,7 @@ examples:
   jaxuad-train --model dae --set train.epochs=20 --set data.slices=middle
   jaxuad-train --model svae --variance-net after   # + Chen's variance network, 2nd stage
   jaxuad-train --model vae_chen --data ../shared/data/ixi --workdir runs/chen
+  jaxuad-train --model svae --devices 4           # data-parallel over 4 GPUs
 
 models: dae sae dvae svae sae_gan anovaegan (Baur et al. 2018), anogan (Schlegl et al.),
 vae_chen aae gmvae (Chen et al. 2019). Adversarial models and the variance network update
@@ -83,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "is trained, the model frozen; off = without it. Default: the config's "
         "model.variance_net (on for vae_chen and aae)",
     )
+    add_devices(p, "data-parallel training (the global batch train.batch_size is split)")
     add_progress(p)
     args = p.parse_args(argv)
 
@@ -102,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             train_cfg = dataclasses.replace(train_cfg, variance_schedule=args.variance_net)
     config = dataclasses.replace(config, data=data, model=model_cfg, train=train_cfg)
 
+    start_processes(args)
+    from jaxuad.distributed import is_primary
     from jaxuad.train import train  # after argument parsing: --help stays fast
 
     result = train(
@@ -109,8 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir or f"runs/{config.model.name}",
         resume=args.resume,
         progress=not args.no_progress,
+        devices=args.devices,
     )
-    print(f"trained {config.model.name} for {result.steps} steps; run directory: {result.workdir}")
+    if is_primary():
+        print(
+            f"trained {config.model.name} for {result.steps} steps; run directory: {result.workdir}"
+        )
     return 0
 
 

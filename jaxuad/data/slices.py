@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import jax
@@ -83,16 +83,19 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
     return epoch_order(n, seed, epoch)[: steps * batch_size].reshape(steps, batch_size)
 
 
-def prefetch(batches: Iterator[np.ndarray], size: int = 2) -> Iterator[jax.Array]:
-    """Moves batches to the device from a background thread, ``size`` ahead of the consumer,
-    so host-side gathering overlaps with the compiled step."""
+def prefetch(
+    batches: Iterator[np.ndarray], size: int = 2, put: Callable = jax.device_put
+) -> Iterator[jax.Array]:
+    """Moves batches to the device with ``put`` (e.g. sharded over a mesh) from a background
+    thread, ``size`` ahead of the consumer, so host-side gathering overlaps with the
+    compiled step."""
     q: queue.Queue = queue.Queue(maxsize=size)
     sentinel = object()
 
     def producer():
         try:
             for b in batches:
-                q.put(jax.device_put(b))
+                q.put(put(b))
         except BaseException as e:  # surfaced in the consumer
             q.put(e)
         q.put(sentinel)

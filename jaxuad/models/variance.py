@@ -39,18 +39,24 @@ class VarianceNet(nnx.Module):
 
 
 def decoder_samples(model, x: jax.Array, key: jax.Array, n: int) -> jax.Array:
-    """g(z_l) for n draws z_l ~ q(z|x), the decoder vmapped over the draws: [n, B, S, S, 1].
+    """g(z_l) for n draws z_l ~ q(z|x), all decoded in one batch: [n, B, S, S, 1].
 
-    The noise for all draws is drawn at once, outside the vmap (the rbg PRNG that jaxuad
+    The noise for all draws is drawn at once, outside any vmap (the rbg PRNG that jaxuad
     uses does not promise vmap-invariant streams), so draw l always uses ``eps[l]`` of
-    ``normal(key, (n, *mean.shape))``. Deterministic encoders (plain AEs, AAE) give n
-    copies of the reconstruction.
+    ``normal(key, (n, *mean.shape))``. The decoder is vmapped over the images, each
+    decoding its n draws as a batch: the merged batch is image-major, so when the images
+    are split over devices (:mod:`jaxuad.distributed`) every device decodes only its own
+    images' draws (vmapped over the draws, the merged batch is draw-major and XLA's
+    partitioner gathered all of it onto every device). Deterministic encoders (plain AEs,
+    AAE) give n copies of the reconstruction.
     """
     mean, logvar = model.encode(x)
     if logvar is None:
         return jnp.broadcast_to(model.decode(mean), (n, *x.shape))
     eps = jax.random.normal(key, (n, *mean.shape), mean.dtype)
-    return jax.vmap(lambda e: model.decode(mean + jnp.exp(0.5 * logvar) * e))(eps)
+    std = jnp.exp(0.5 * logvar)
+    g = jax.vmap(lambda m, s, e: model.decode(m + s * e), in_axes=(0, 0, 1))(mean, std, eps)
+    return jnp.moveaxis(g, 0, 1)  # [B, n, ...] -> [n, B, ...]
 
 
 def variance_target(model, x: jax.Array, key: jax.Array, n: int) -> jax.Array:

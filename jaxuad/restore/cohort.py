@@ -16,7 +16,9 @@ processed: there the restoration equals the input and the residual is 0.
 
 Slices go through the compiled function in fixed-size chunks (``restore.batch_size``; the
 last one padded, so it compiles once), which bounds memory. Chunk i uses
-``fold_in(key, i)``.
+``fold_in(key, i)``. On several devices (``devices``, :mod:`jaxuad.distributed`) each chunk
+is split over them by slice, so the chunks, keys and results are those of one device;
+calibration splits its lambda grid instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from jaxuad import distributed
 from jaxuad.config import RESTORE_METHODS, Config, ConfigError, RestoreConfig
 from jaxuad.data import iter_volumes, slice_volume, write_json, write_nifti_like
 from jaxuad.restore.iterative import check_method, iterations, restore
@@ -41,14 +44,14 @@ METHODS = RESTORE_METHODS
 CALIBRATION_FILE = "calibration.json"
 
 
-def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config):
+def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config, mesh=None):
     """``fn(params, y, mask, key, lam) -> x`` jitted, for every method (reconstruction
-    ignores mask, key and lam). y, mask: [B, S, S, 1]; lam: scalar or [B]."""
+    ignores mask, key and lam). y, mask: [B, S, S, 1]; lam: scalar or [B]. With a ``mesh``,
+    x comes back split over it by slice, like y and mask (params, key, lam replicated)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
     rc, tc = config.restore, config.train
 
-    @jax.jit
     def fn(params, y, mask, key, lam):
         model = nnx.merge(graphdef, params)
         if method == "reconstruction":
@@ -56,7 +59,9 @@ def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config):
             return model(y).recon
         return restore(method, model, y, mask, key, rc, lam, tc).x
 
-    return fn
+    if mesh is None:
+        return jax.jit(fn)
+    return jax.jit(fn, out_shardings=distributed.batch_sharding(mesh))
 
 
 def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
@@ -64,23 +69,30 @@ def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
 
 
-def run_slices(fn, params, images, masks, key, lam, batch_size: int) -> np.ndarray:
+def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) -> np.ndarray:
     """Runs ``fn`` over [N, S, S, 1] in chunks of ``batch_size`` (the last padded) and
-    returns [N, S, S, 1] on the host."""
+    returns [N, S, S, 1] on the host. With a ``mesh``, each chunk is split over it (``fn``
+    from :func:`make_restorer` with the same mesh; params replicated on it)."""
     n = images.shape[0]
     total = n + (-n) % batch_size
     y, m = pad_rows(images, total), pad_rows(masks, total)
+    if mesh is None:
+        rows = rep = jax.devices()[0]
+    else:
+        rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
+    put = distributed.put if mesh is not None else jax.device_put
+    lam = put(jnp.asarray(lam, jnp.float32), rep)
     outs = [
         fn(
             params,
-            jnp.asarray(y[i : i + batch_size]),
-            jnp.asarray(m[i : i + batch_size]),
-            jax.random.fold_in(key, i // batch_size),
+            put(y[i : i + batch_size], rows),
+            put(m[i : i + batch_size], rows),
+            put(jax.random.fold_in(key, i // batch_size), rep),
             lam,
         )
         for i in range(0, len(y), batch_size)
     ]
-    return np.asarray(jnp.concatenate(outs))[:n]
+    return np.concatenate([distributed.to_host(o) for o in outs])[:n]
 
 
 def _calibration_key(method: str, prior: str) -> str:
@@ -132,37 +144,67 @@ def _prepare(
     return config, dc, graphdef, params
 
 
+def _mesh(devices: int | None, batch: int, what: str):
+    mesh = distributed.make_mesh(devices)
+    distributed.check_divisible(
+        batch, mesh, what, "set --set restore.batch_size=N or pick --devices to divide it"
+    )
+    return mesh
+
+
 def restore_cohort(
-    workdir, data, out, *, method: str = "reconstruction", seed: int = 0, progress=True, **options
+    workdir,
+    data,
+    out,
+    *,
+    method: str = "reconstruction",
+    seed: int = 0,
+    progress=True,
+    devices: int | None = None,
+    **options,
 ) -> dict:
     """Restores every subject of ``data`` with the model trained in ``workdir``.
 
     ``options``: ``modality``, ``step`` (checkpoint), ``restore_overrides`` (a dict of
-    :class:`RestoreConfig` fields). All input volumes are validated (and lambda resolved)
-    before anything is written, so bad input leaves no partial output. Returns the summary
-    also written to ``out/restore.json``.
+    :class:`RestoreConfig` fields). ``devices``: split each chunk of slices over this many
+    devices (default: all); the results are those of one device. All input volumes are
+    validated (and lambda resolved) before anything is written, so bad input leaves no
+    partial output. Only process 0 of a multi-process run writes. Returns the summary also
+    written to ``out/restore.json``.
     """
     config, dc, graphdef, params = _prepare(workdir, method, **options)
-    fn = make_restorer(method, graphdef, config)
+    bs = config.restore.batch_size
+    mesh = _mesh(devices, bs, "restore.batch_size")
+    params = distributed.put(params, distributed.replicated(mesh))
+    fn = make_restorer(method, graphdef, config, mesh)
     lam = resolve_lambda(workdir, method, config.restore)
     volumes = list(iter_volumes(data, dc.modality))
     out = Path(out)
-    bs = config.restore.batch_size
-    shape = jax.ShapeDtypeStruct((bs, dc.image_size, dc.image_size, 1), jnp.float32)
+    rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
+    shape = jax.ShapeDtypeStruct((bs, dc.image_size, dc.image_size, 1), jnp.float32, sharding=rows)
     key = jax.random.key(seed)
     t0 = time.perf_counter()
-    fn = fn.lower(params, shape, shape, key, jnp.float32(lam)).compile()
+    fn = fn.lower(
+        params,
+        shape,
+        shape,
+        jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep),
+        jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
+    ).compile()
     compile_s = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
+    primary = distributed.is_primary()
+    if primary:
+        out.mkdir(parents=True, exist_ok=True)
 
     n_slices, run_s, subjects = 0, 0.0, []
-    for vol in tqdm(volumes, desc=f"restore ({method})", unit="subject", disable=not progress):
+    bar = tqdm(
+        volumes, desc=f"restore ({method})", unit="subject", disable=not (progress and primary)
+    )
+    for vol in bar:
         vs = slice_volume(vol, dc)
         t0 = time.perf_counter()
         subject_key = jax.random.fold_in(key, len(subjects))
-        restored_slices = run_slices(
-            fn, params, vs.images, vs.masks, subject_key, jnp.float32(lam), bs
-        )
+        restored_slices = run_slices(fn, params, vs.images, vs.masks, subject_key, lam, bs, mesh)
         run_s += time.perf_counter() - t0
         n_slices += len(vs.index)
         x = vs.normalized
@@ -170,10 +212,11 @@ def restore_cohort(
         restored[:, :, vs.index] = vs.to_volume(restored_slices)[:, :, vs.index]
         residual = np.abs(x - restored) * vol.brainmask
         sid = vol.subject
-        write_nifti_like(restored, vol, out / f"sub-{sid}_restored.nii.gz")
-        write_nifti_like(residual, vol, out / f"sub-{sid}_residual.nii.gz")
-        write_nifti_like(vol.brainmask, vol, out / f"sub-{sid}_brainmask.nii.gz")
-        write_nifti_like(x, vol, out / f"sub-{sid}_normalized.nii.gz")
+        if primary:
+            write_nifti_like(restored, vol, out / f"sub-{sid}_restored.nii.gz")
+            write_nifti_like(residual, vol, out / f"sub-{sid}_residual.nii.gz")
+            write_nifti_like(vol.brainmask, vol, out / f"sub-{sid}_brainmask.nii.gz")
+            write_nifti_like(x, vol, out / f"sub-{sid}_normalized.nii.gz")
         subjects.append(sid)
 
     rc = config.restore
@@ -193,12 +236,14 @@ def restore_cohort(
         "iterations": iters,
         "seconds_per_iteration_per_image": run_s / max(n_slices, 1) / iters,
         "device": jax.devices()[0].platform,
+        "devices": int(mesh.devices.size),
         "seed": seed,
     }
     if method not in ("reconstruction",):
         summary["restore"] = dataclasses.asdict(rc)
         summary["lam"] = lam
-    write_json(summary, out / "restore.json")
+    if primary:
+        write_json(summary, out / "restore.json")
     return summary
 
 
@@ -212,13 +257,23 @@ def pick_lambda(grid, ssim, target: float) -> tuple[float, bool]:
     return float(grid[order[-1]]), False
 
 
-def calibrate(workdir, data, *, method: str, seed: int = 0, progress=True, **options) -> dict:
+def calibrate(
+    workdir,
+    data,
+    *,
+    method: str,
+    seed: int = 0,
+    progress=True,
+    devices: int | None = None,
+    **options,
+) -> dict:
     """Chooses lambda as Chen et al. do: restores healthy slices for every lambda of
     ``restore.lam_grid`` (vmapped over the grid) and keeps the smallest lambda whose mean
     SSIM(restored, original) is at least ``restore.ssim_target``. Stores the grid, the
     SSIM curve and the choice in ``<workdir>/calibration.json`` (keyed by method and prior)
-    and plots ``<workdir>/ssim_lambda_<method>_<prior>.png``. ``options`` as for
-    :func:`restore_cohort`."""
+    and plots ``<workdir>/ssim_lambda_<method>_<prior>.png``. On several ``devices`` the
+    grid is split over them (padded with copies of its last value): every lambda sees the
+    same slices and keys as on one device. ``options`` as for :func:`restore_cohort`."""
     from jaxuad.data import stack_images
     from jaxuad.metrics import ssim
 
@@ -237,19 +292,29 @@ def calibrate(workdir, data, *, method: str, seed: int = 0, progress=True, **opt
     )
     images, masks = images[pick], masks[pick]
 
+    mesh = distributed.make_mesh(devices)
+    lams, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
     base = make_restorer(method, graphdef, config)
-    grid_fn = jax.jit(jax.vmap(base, in_axes=(None, None, None, None, 0)))
+    grid_fn = jax.jit(jax.vmap(base, in_axes=(None, None, None, None, 0)), out_shardings=lams)
     chunk = max(1, rc.batch_size // len(grid))
-    grid_f32 = jnp.asarray(grid, jnp.float32)
+    padded = np.concatenate([grid, np.full((-len(grid)) % mesh.devices.size, grid[-1])])
+    grid_f32 = distributed.put(jnp.asarray(padded, jnp.float32), lams)
+    params = distributed.put(params, rep)
     key = jax.random.key(seed)
     data_range = np.ptp(images.reshape(len(images), -1), axis=1)
     scores = []
     t0 = time.perf_counter()
-    for i in tqdm(range(0, len(images), chunk), desc=f"calibrate ({method})", disable=not progress):
+    primary = distributed.is_primary()
+    bar = tqdm(
+        range(0, len(images), chunk),
+        desc=f"calibrate ({method})",
+        disable=not (progress and primary),
+    )
+    for i in bar:
         y, m = images[i : i + chunk], masks[i : i + chunk]
-        yp, mp = pad_rows(y, chunk), pad_rows(m, chunk)
-        x = grid_fn(params, jnp.asarray(yp), jnp.asarray(mp), jax.random.fold_in(key, i), grid_f32)
-        x = np.asarray(x)[:, : len(y)]  # [G, n, S, S, 1]
+        yp, mp = distributed.put((pad_rows(y, chunk), pad_rows(m, chunk)), rep)
+        x = grid_fn(params, yp, mp, distributed.put(jax.random.fold_in(key, i), rep), grid_f32)
+        x = distributed.to_host(x)[: len(grid), : len(y)]  # [G, n, S, S, 1]
         dr = np.broadcast_to(np.maximum(data_range[i : i + chunk], 1e-6), (len(grid), len(y)))
         s = ssim(
             jnp.asarray(x.reshape(-1, *x.shape[2:])),
@@ -268,7 +333,10 @@ def calibrate(workdir, data, *, method: str, seed: int = 0, progress=True, **opt
         "slices": int(len(images)),
         "data": str(data),
         "seconds": time.perf_counter() - t0,
+        "devices": int(mesh.devices.size),
     }
+    if not primary:
+        return entry
     path = Path(workdir) / CALIBRATION_FILE
     stored = json.loads(path.read_text()) if path.is_file() else {}
     stored[_calibration_key(method, rc.prior)] = entry

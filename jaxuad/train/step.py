@@ -40,8 +40,18 @@ def init_state(params: dict, phases: Sequence[Phase]) -> TrainState:
     return TrainState(jnp.zeros((), jnp.int32), params, opt)
 
 
-def make_train_step(graphdef: nnx.GraphDef, phases: Sequence[Phase], cfg: TrainConfig):
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    phases: Sequence[Phase],
+    cfg: TrainConfig,
+    mesh: jax.sharding.Mesh | None = None,
+):
     """Builds ``step(state, batch, key) -> (state, metrics)`` compiled with ``jax.jit``.
+
+    With a ``mesh`` (:mod:`jaxuad.distributed`), pass the batch sharded along its ``data``
+    axis and state and key replicated: the step stays data-parallel, the loss a mean over
+    the global batch (XLA all-reduces the gradients), and state and metrics come back
+    replicated.
 
     The phases run in order (:mod:`jaxuad.train.schemes`); each differentiates its loss
     with respect to its own parameter groups and applies its own Adam update. A phase
@@ -109,4 +119,8 @@ def make_train_step(graphdef: nnx.GraphDef, phases: Sequence[Phase], cfg: TrainC
         state = TrainState(new_step, params, opt_states)
         return state, {**metrics, "finite": all_finite.astype(jnp.float32)}
 
-    return jax.jit(step, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=0)
+    from jaxuad.distributed import replicated
+
+    return jax.jit(step, donate_argnums=0, out_shardings=replicated(mesh))

@@ -15,7 +15,7 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxuad import models
+from jaxuad import distributed, models
 from jaxuad.config import Config, ConfigError, load_json, save_json, to_dict
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
 from jaxuad.train.checkpoint import Checkpoints
@@ -94,6 +94,7 @@ def train(
     images: np.ndarray | None = None,
     stop_after: int | None = None,
     progress: bool = True,
+    devices: int | None = None,
 ) -> TrainResult:
     """Trains ``config.model`` and writes checkpoints, ``config.json`` and ``metrics.jsonl``.
 
@@ -104,6 +105,10 @@ def train(
       images: [N, S, S, 1] training slices; loaded from ``config.data`` when None.
       stop_after: stop (with a checkpoint) after this global step, as a kill would; for tests.
       progress: show a progress bar.
+      devices: data-parallel over this many devices (default: every visible one, across
+        all processes of a ``jax.distributed`` run); ``train.batch_size`` is the global
+        batch and must be divisible by it. The result equals a one-device run up to float
+        reduction order. Only process 0 writes ``config.json`` and ``metrics.jsonl``.
 
     Raises:
       TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
@@ -126,25 +131,36 @@ def train(
     n = images.shape[0]
     if n < tc.batch_size:
         raise ConfigError(f"only {n} training slices for batch size {tc.batch_size}")
+    mesh = distributed.make_mesh(devices)
+    distributed.check_divisible(
+        tc.batch_size,
+        mesh,
+        "train.batch_size",
+        "the batch is the global one: change it with --set train.batch_size=N or use "
+        "--devices to pick a divisor",
+    )
     steps_per_epoch = n // tc.batch_size
     total = total_steps(config, steps_per_epoch)
     phases = phases_for(config, steps_per_epoch)
+    primary = distributed.is_primary()
 
     workdir.mkdir(parents=True, exist_ok=True)
-    save_json(config, workdir / "config.json")
+    if primary:
+        save_json(config, workdir / "config.json")
     ckpt = Checkpoints(workdir, tc.keep_checkpoints)
     start = ckpt.latest_step()
 
     graphdef, params = build_model(config, tc.seed)
-    train_step = make_train_step(graphdef, phases, tc)
+    train_step = make_train_step(graphdef, phases, tc, mesh)
+    rep = distributed.replicated(mesh)
     if start is not None:
-        abstract = jax.eval_shape(lambda: init_state(params, phases))
-        state = ckpt.restore(abstract, start)
+        state = ckpt.restore(_abstract_state(params, phases, rep), start)
     else:
-        state, start = init_state(params, phases), 0
-    key = jax.random.key(tc.seed + 1)
+        state, start = distributed.put(init_state(params, phases), rep), 0
+    key = distributed.put(jax.random.key(tc.seed + 1), rep)
     log_path = workdir / "metrics.jsonl"
-    _trim_log(log_path, start)
+    if primary:
+        _trim_log(log_path, start)
 
     end = total if stop_after is None else min(total, stop_after)
 
@@ -157,7 +173,7 @@ def train(
         total=total,
         initial=start,
         unit="step",
-        disable=not progress,
+        disable=not (progress and primary),
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
@@ -186,8 +202,9 @@ def train(
             **{k: v / acc_steps for k, v in host.items() if k != "finite"},
             "images_per_s": acc_steps * tc.batch_size / dt,
         }
-        with log_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        if primary:
+            with log_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         shown = {k.removesuffix("_loss"): f"{v:.4g}" for k, v in row.items() if k.endswith("_loss")}
         bar.set_postfix(**shown, img_s=f"{row['images_per_s']:.1f}")
         acc, acc_steps, t_log = None, 0, time.perf_counter()
@@ -200,7 +217,8 @@ def train(
 
     step = start
     try:
-        for batch in prefetch(batches()):
+        sharded = distributed.batch_sharding(mesh)
+        for batch in prefetch(batches(), put=lambda b: distributed.put(b, sharded)):
             state, metrics = train_step(state, batch, key)
             acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
             acc_steps += 1
@@ -227,15 +245,28 @@ def train(
     return TrainResult(state, step, last, workdir)
 
 
-def load_run(workdir: str | Path, step: int | None = None):
-    """(config, graphdef, params) of a trained run, restored from its checkpoint."""
+def _abstract_state(params: dict, phases, sharding) -> TrainState:
+    """Shapes, dtypes and the target ``sharding`` of the train state, to restore into: a
+    checkpoint written on any number of devices restores onto any other."""
+    shapes = jax.eval_shape(lambda p: init_state(p, phases), params)
+    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
+
+
+def load_run(workdir: str | Path, step: int | None = None, mesh=None):
+    """(config, graphdef, params) of a trained run, restored from its checkpoint, onto the
+    first device or replicated over ``mesh``."""
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
         raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
     config = load_json(workdir / "config.json")
     graphdef, params = build_model(config, config.train.seed, abstract=True)
     phases = phases_for(config, 1)  # the optimizer states' structure only
-    abstract = jax.eval_shape(lambda p: init_state(p, phases), params)
+    sharding = (
+        distributed.replicated(mesh)
+        if mesh is not None
+        else jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    )
+    abstract = _abstract_state(params, phases, sharding)
     ckpt = Checkpoints(workdir, config.train.keep_checkpoints)
     try:
         if ckpt.latest_step() is None:
