@@ -47,8 +47,11 @@ def initialize(
     Arguments left None are read from ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``
     and ``JAX_PROCESS_ID``. With none of them set, nothing happens (a single-process run)
     unless ``auto``, which lets JAX detect the cluster itself (SLURM, Open MPI, TPU pods,
-    Kubernetes). Must run before anything touches a device.
+    Kubernetes). Must run before anything touches a device; a second call in a process
+    that has joined already does nothing.
     """
+    if jax.distributed.is_initialized():
+        return True
     coordinator = coordinator or os.environ.get(ENV["coordinator"])
     if num_processes is None and os.environ.get(ENV["num_processes"]):
         num_processes = _env_int("num_processes")

@@ -2,12 +2,14 @@
 
 * ``tests/multidevice`` runs under pytest with 4 virtual CPU devices
   (``--xla_force_host_platform_device_count=4`` must be set before JAX starts);
-* two ``jaxuad-train`` processes join over loopback with ``jax.distributed`` (one CPU
-  device each) and must train what one process on one device trains.
+* two processes join over loopback with ``jax.distributed`` (one CPU device each), train
+  with ``jaxuad-train`` and restore with ``jaxuad-restore``, and must produce what one
+  process on one device produces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,6 +19,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from jaxuad.data import read_nifti
+from jaxuad.restore import restore_cohort
 from jaxuad.train import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,36 +53,58 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_over_loopback_train_like_one(trained_run, phantom_dir, tmp_path):
+def test_two_processes_over_loopback_train_and_restore_like_one(trained_run, phantom_dir, tmp_path):
     """The conftest's trained_run (one process, one device) trained again by two processes
-    that share the global batch: same weights, and only process 0 writes logs."""
-    workdir = tmp_path / "run"
-    port = _free_port()
-    argv = [
+    that share each global batch: the same weights. Then both restore the lesion phantom
+    with that run (each chunk split over the two), as one process does alone. Only
+    process 0 writes."""
+    workdir, restored = tmp_path / "run", tmp_path / "restored"
+    cluster = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    train_argv = [
         "--model", "svae", "--variant", "smoke", "--data", str(phantom_dir / "healthy"),
         "--modality", "FLAIR", "--set", "train.epochs=3", "--workdir", str(workdir),
-        "--no-progress", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+        "--no-progress", *cluster,
     ]  # fmt: skip
-    code = "import sys; from jaxuad.cli.train import entry; sys.argv[1:] = sys.argv[2:]; entry()"
+    restore_argv = [
+        "--workdir", str(workdir), "--data", str(phantom_dir / "lesion"), "--out",
+        str(restored), "--set", "restore.batch_size=8", "--no-progress", *cluster,
+    ]  # fmt: skip
+    code = (  # one process joins once, then trains and restores
+        "import json, sys; from jaxuad.cli import restore, train; t, r = json.loads(sys.argv[1]); "
+        "train.main(t); restore.main(r)"
+    )
     env = _env(XLA_FLAGS="--xla_backend_optimization_level=0")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, "jaxuad-train", *argv, "--process-id", str(i)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+    procs = []
+    for i in range(2):
+        pid = ["--process-id", str(i)]
+        argv = json.dumps([train_argv + pid, restore_argv + pid])
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code, argv],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         )
-        for i in range(2)
-    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(o[-3000:] for o in outs)
     assert "trained svae" in outs[0] and "trained svae" not in outs[1]  # process 0 reports
+    assert json.loads((restored / "restore.json").read_text())["devices"] == 2
+
     one, two = (jax.tree.leaves(load_run(w)[2]) for w in (trained_run, workdir))
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
     logged = (workdir / "metrics.jsonl").read_text().splitlines()
-    assert logged == [ln for ln in logged if ln] and len(logged) == len(
-        (trained_run / "metrics.jsonl").read_text().splitlines()
-    )  # one writer: no line twice
+    assert len(logged) == len((trained_run / "metrics.jsonl").read_text().splitlines())
+
+    reference = tmp_path / "reference"
+    restore_cohort(workdir, phantom_dir / "lesion", reference, progress=False,
+                   restore_overrides=dict(batch_size=8))  # fmt: skip
+    names = sorted(p.name for p in reference.glob("sub-*_re*.nii.gz"))
+    assert names == sorted(p.name for p in restored.glob("sub-*_re*.nii.gz")) and names
+    for name in names:
+        np.testing.assert_allclose(
+            read_nifti(restored / name)[0], read_nifti(reference / name)[0], atol=1e-6
+        )
