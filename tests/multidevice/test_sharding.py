@@ -48,20 +48,30 @@ def _assert_close(a_run, b_run, atol):
         np.testing.assert_allclose(a, b, atol=atol, rtol=0)
 
 
-@pytest.fixture(scope="module", params=["svae", "anovaegan"])
-def runs(request, smoke_images, tmp_path_factory):
-    """One model trained straight on 1 and on 4 devices (48 slices, 6 steps)."""
-    cfg, images = _cfg(request.param), smoke_images[:48]
-    root = tmp_path_factory.mktemp(request.param)
+def _train_on_1_and_4(model: str, images, root):
+    """``model`` trained straight on 1 and on 4 devices (48 slices, 6 steps)."""
+    cfg = _cfg(model)
     for n in (1, 4):
         result = train(cfg, root / f"d{n}", images=images, devices=n, progress=False)
         assert result.steps == 6
-    return cfg, images, root
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def runs(smoke_images, tmp_path_factory):
+    root = tmp_path_factory.mktemp("svae")
+    return _train_on_1_and_4("svae", smoke_images[:48], root), smoke_images[:48], root
 
 
 def test_training_on_four_devices_equals_one(runs):
     _, _, root = runs
     _assert_close(root / "d1", root / "d4", TRAIN_ATOL)
+
+
+def test_multi_phase_training_on_four_devices_equals_one(smoke_images, tmp_path):
+    # AnoVAEGAN: three phases, each with its own optimiser, two of them adversarial
+    _train_on_1_and_4("anovaegan", smoke_images[:48], tmp_path)
+    _assert_close(tmp_path / "d1", tmp_path / "d4", TRAIN_ATOL)
 
 
 def test_state_is_replicated_and_batch_sharded(smoke_images, tmp_path):
