@@ -44,6 +44,8 @@ def smoke_config(model: str = "svae", **data):
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory) -> Path:
     """DIR/healthy (3 subjects) and DIR/lesion (2: one MS, one tumour) as NIfTI."""
+    if given := os.environ.get("JAXUAD_TEST_PHANTOM"):  # handed down by a parent session
+        return Path(given)
     root = tmp_path_factory.mktemp("phantom")
     phantom.write_cohort(root / "healthy", 3, 0, "healthy")
     phantom.write_cohort(root / "lesion", 2, 0, "lesion")
@@ -63,6 +65,9 @@ def smoke_images(phantom_dir) -> np.ndarray:
 def trained_run(phantom_dir, smoke_images, tmp_path_factory) -> Path:
     """A smoke svae trained for a few epochs on the healthy phantom cohort."""
     from jaxuad.train import train
+
+    if given := os.environ.get("JAXUAD_TEST_RUN"):  # a copy handed down by a parent session
+        return Path(given)
 
     cfg = smoke_config(path=str(phantom_dir / "healthy"), modality="FLAIR")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=3))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,12 +32,15 @@ def _env(**extra) -> dict:
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
-def test_multidevice_suite_on_four_virtual_devices():
+def test_multidevice_suite_on_four_virtual_devices(phantom_dir, trained_run, tmp_path):
+    run_copy = shutil.copytree(trained_run, tmp_path / "run")  # the child writes into it
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/multidevice"],
         cwd=ROOT,
         env=_env(
             JAXUAD_MULTIDEVICE="1",
+            JAXUAD_TEST_PHANTOM=str(phantom_dir),  # saves the child generating and training
+            JAXUAD_TEST_RUN=str(run_copy),
             XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0",
         ),
         capture_output=True,
