@@ -76,11 +76,9 @@ def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) 
     n = images.shape[0]
     total = n + (-n) % batch_size
     y, m = pad_rows(images, total), pad_rows(masks, total)
-    if mesh is None:
-        rows = rep = jax.devices()[0]
-    else:
-        rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
-    put = distributed.put if mesh is not None else jax.device_put
+    mesh = mesh or distributed.make_mesh(1)
+    rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
+    put = distributed.put
     lam = put(jnp.asarray(lam, jnp.float32), rep)
     outs = [
         fn(
