@@ -68,6 +68,11 @@ def stack_images(items: Iterable[VolumeSlices]) -> np.ndarray:
     return np.concatenate([v.images for v in items], axis=0)
 
 
+def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` with zero rows appended up to n rows (fixed shapes: one compile)."""
+    return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The shuffled order of ``n`` examples in ``epoch``: a pure function of (seed, epoch).
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from jaxuad import distributed
 from jaxuad.config import ConfigError, EvaluateConfig
+from jaxuad.data import pad_rows
 from jaxuad.postprocess import kernels, reference
 
 BACKENDS = ("jax", "scipy")
@@ -143,10 +144,7 @@ class Postprocessor:
         for index in by_shape.values():
             for j in range(0, len(index), n):
                 group = index[j : j + n]
-                args = [np.stack([vs[i] for i in group]) for vs in volumes]
-                args = [
-                    np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)]) for a in args
-                ]
+                args = [pad_rows(np.stack([vs[i] for i in group]), n) for vs in volumes]
                 result = distributed.to_host(fn(*distributed.put(args, rows)))
                 for k, i in enumerate(group):
                     out[i] = result[k]

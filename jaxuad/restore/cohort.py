@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from jaxuad import distributed
 from jaxuad.config import RESTORE_METHODS, Config, ConfigError, RestoreConfig
-from jaxuad.data import iter_volumes, slice_volume, write_json, write_nifti_like
+from jaxuad.data import iter_volumes, pad_rows, slice_volume, write_json, write_nifti_like
 from jaxuad.restore.iterative import check_method, iterations, restore
 from jaxuad.restore.reconstruction import latent_description
 
@@ -64,11 +64,6 @@ def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config, mesh=None
     return jax.jit(fn, out_shardings=distributed.batch_sharding(mesh))
 
 
-def pad_rows(a: np.ndarray, n: int) -> np.ndarray:
-    """``a`` with zero rows appended up to n rows (fixed shapes: one compile)."""
-    return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), a.dtype)])
-
-
 def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) -> np.ndarray:
     """Runs ``fn`` over [N, S, S, 1] in chunks of ``batch_size`` (the last padded) and
     returns [N, S, S, 1] on the host. With a ``mesh``, each chunk is split over it (``fn``
@@ -78,14 +73,13 @@ def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) 
     y, m = pad_rows(images, total), pad_rows(masks, total)
     mesh = mesh or distributed.make_mesh(1)
     rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
-    put = distributed.put
-    lam = put(jnp.asarray(lam, jnp.float32), rep)
+    lam = distributed.put(jnp.asarray(lam, jnp.float32), rep)
     outs = [
         fn(
             params,
-            put(y[i : i + batch_size], rows),
-            put(m[i : i + batch_size], rows),
-            put(jax.random.fold_in(key, i // batch_size), rep),
+            distributed.put(y[i : i + batch_size], rows),
+            distributed.put(m[i : i + batch_size], rows),
+            distributed.put(jax.random.fold_in(key, i // batch_size), rep),
             lam,
         )
         for i in range(0, len(y), batch_size)
@@ -142,14 +136,6 @@ def _prepare(
     return config, dc, graphdef, params
 
 
-def _mesh(devices: int | None, batch: int, what: str):
-    mesh = distributed.make_mesh(devices)
-    distributed.check_divisible(
-        batch, mesh, what, "set --set restore.batch_size=N or pick --devices to divide it"
-    )
-    return mesh
-
-
 def restore_cohort(
     workdir,
     data,
@@ -172,7 +158,13 @@ def restore_cohort(
     """
     config, dc, graphdef, params = _prepare(workdir, method, **options)
     bs = config.restore.batch_size
-    mesh = _mesh(devices, bs, "restore.batch_size")
+    mesh = distributed.make_mesh(devices)
+    distributed.check_divisible(
+        bs,
+        mesh,
+        "restore.batch_size",
+        "set --set restore.batch_size=N or pick --devices to divide it",
+    )
     params = distributed.put(params, distributed.replicated(mesh))
     fn = make_restorer(method, graphdef, config, mesh)
     lam = resolve_lambda(workdir, method, config.restore)

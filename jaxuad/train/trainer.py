@@ -252,21 +252,18 @@ def _abstract_state(params: dict, phases, sharding) -> TrainState:
     return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
 
 
-def load_run(workdir: str | Path, step: int | None = None, mesh=None):
-    """(config, graphdef, params) of a trained run, restored from its checkpoint, onto the
-    first device or replicated over ``mesh``."""
+def load_run(workdir: str | Path, step: int | None = None):
+    """(config, graphdef, params) of a trained run, restored from its checkpoint onto this
+    process's first device (whatever mesh wrote it)."""
     workdir = Path(workdir)
     if not (workdir / "config.json").is_file():
         raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
     config = load_json(workdir / "config.json")
     graphdef, params = build_model(config, config.train.seed, abstract=True)
     phases = phases_for(config, 1)  # the optimizer states' structure only
-    sharding = (
-        distributed.replicated(mesh)
-        if mesh is not None
-        else jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = _abstract_state(
+        params, phases, jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     )
-    abstract = _abstract_state(params, phases, sharding)
     ckpt = Checkpoints(workdir, config.train.keep_checkpoints)
     try:
         if ckpt.latest_step() is None:
