@@ -102,6 +102,45 @@ def test_conv2d_on_tiny_maps_takes_im2col_and_equals_lax(stride):
     _assert_conv_equals_lax(mine, x, w, stride, pads)
 
 
+@pytest.mark.parametrize("k", [3, 4, 5])
+@pytest.mark.parametrize("strided_dw", [True, False])
+def test_conv_transpose_gradients_by_either_route_equal_lax(k, strided_dw, monkeypatch):
+    """The transposed convolution's own backward pass: the input gradient as a strided
+    convolution, the weight gradient as that convolution's or as the phase conv's
+    (``STRIDED_DW_MAX_INPUT`` forced either way), odd and even sizes, against lax."""
+    from jaxuad.models import layers
+
+    monkeypatch.setattr(layers, "STRIDED_DW_MAX_INPUT", 10**9 if strided_dw else 0)
+    x = jax.random.normal(jax.random.key(0), (2, 7, 8, 3))
+    w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+    via_lax = lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=_DN)
+    loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+    mine = lambda x, w: conv_transpose_via_phases(x, w, 2)
+    got = jax.grad(loss(mine), (0, 1))(x, w)
+    for g, want in zip(got, jax.grad(loss(via_lax), (0, 1))(x, w), strict=True):
+        np.testing.assert_allclose(g, want, atol=1e-4)
+    # The input gradient is a stride-2 convolution, never an input-dilated one.
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss(mine)))(x, w))
+    assert "lhs_dilation=(2, 2)" not in jaxpr and "window_strides=(2, 2)" in jaxpr
+
+
+@pytest.mark.parametrize("k", [3, 4, 5])
+def test_strided_conv_input_gradient_by_phases_equals_lax(k, monkeypatch):
+    """From ``PHASE_DX_MIN_OUTPUT`` output pixels (forced to 1 here) a SAME strided conv's
+    input gradient runs as a phase-decomposed transposed conv, no input dilation."""
+    from jaxuad.models import layers
+
+    monkeypatch.setattr(layers, "PHASE_DX_MIN_OUTPUT", 1)
+    x = jax.random.normal(jax.random.key(0), (2, 10, 12, 3))
+    w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+    mine = lambda x, w: layers.conv2d(x, w, 2, "SAME")
+    _assert_conv_equals_lax(mine, x, w, 2, "SAME")
+    dx = jax.grad(lambda x: jnp.sum(jnp.sin(mine(x, w))))
+    assert "lhs_dilation=(2, 2)" not in str(jax.make_jaxpr(dx)(x))
+    # Odd sizes are not a SAME transposed conv's output: the general route, still exact.
+    _assert_conv_equals_lax(mine, x[:, :9], w, 2, "SAME")
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_shapes(name):
     cfg = smoke_config(name)
