@@ -84,6 +84,14 @@ class TrainConfig:
     adv_learning_rate: float = 1e-4
     adv_b1: float = 0.5
     adv_weight: float = 1.0
+    # AE-GAN / AnoVAEGAN: how the decoder learns to fool the discriminator. "joint":
+    # adv_weight * -log D(x_hat) joins the reconstruction objective (Baur et al. Eq. 1 as
+    # one loss, L_rec + L_prior + L_adv), weighed against it, at learning_rate; only the
+    # discriminator trains at adv_learning_rate. "separate": a phase of its own at
+    # adv_learning_rate with its own Adam state, which moves the decoder by about
+    # adv_learning_rate per step however small the adversarial loss; it diverged on IXI
+    # (README, "Reproducing the papers").
+    generator_update: str = "joint"
     # Variance network (model.variance_net): "joint" trains it beside the model from step
     # 0; "after" trains it for variance_epochs once the model's epochs are done (the model
     # is frozen then). Its target averages variance_samples decoder samples z ~ q(z|x).
@@ -224,9 +232,20 @@ def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
 
 
+def _legacy(d: dict) -> dict:
+    """Keys that runs saved before they existed lack, set to what those runs did, so a run
+    loads as what it was trained as (and --resume refuses a changed experiment): AE-GAN
+    and AnoVAEGAN trained their generator in a separate phase."""
+    train = dict(d.get("train", {}))
+    if d.get("model", {}).get("name") in ("sae_gan", "anovaegan"):
+        train.setdefault("generator_update", "separate")
+    return {**d, "train": train}
+
+
 def from_dict(d: dict) -> Config:
-    """Rebuilds a Config from :func:`to_dict` output, rejecting unknown keys."""
-    sections = {}
+    """Rebuilds a Config from :func:`to_dict` output, rejecting unknown keys; keys that
+    older runs lack take the values those runs had."""
+    sections, d = {}, _legacy(d)
     for name, tp in _field_types(Config).items():
         values = dict(d.get(name, {}))
         types_ = _field_types(tp)

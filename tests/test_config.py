@@ -62,3 +62,13 @@ def test_json_round_trip_and_unknown_model():
     assert from_dict(to_dict(c)) == c
     with pytest.raises(ConfigError, match="available"):
         load_config("nonexistent")
+
+
+def test_runs_saved_before_generator_update_load_as_they_were_trained():
+    """AE-GAN/AnoVAEGAN runs saved before ``train.generator_update`` existed trained the
+    generator in its own phase: they load as "separate"; other models take the default."""
+    for name, want in [("anovaegan", "separate"), ("sae_gan", "separate"), ("svae", "joint")]:
+        d = to_dict(load_config(name))
+        del d["train"]["generator_update"]
+        assert from_dict(d).train.generator_update == want
+    assert load_config("anovaegan").train.generator_update == "joint"

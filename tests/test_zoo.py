@@ -177,6 +177,29 @@ def test_each_phase_moves_only_its_own_parameters(name, smoke_images):
         params = before
 
 
+def test_joint_generator_update_is_one_objective(smoke_images):
+    """``train.generator_update="joint"``: no "gen" phase; the "ae" phase's loss is the
+    reconstruction objective plus adv_weight times the generator's -log D, and it trains
+    the autoencoder only (the discriminator keeps its own phase)."""
+    from jaxuad.config import ConfigError
+    from jaxuad.train import losses
+
+    cfg = smoke_config("anovaegan")
+    joint = _with_train(cfg, generator_update="joint", adv_weight=3.0)
+    phases = phases_for(joint, 10)
+    assert [p.name for p in phases] == ["ae", "disc"]
+    assert "disc" not in phases[0].owns
+    graphdef, params = build_model(joint, 0)
+    model, x, key = nnx.merge(graphdef, params), jnp.asarray(smoke_images[:4]), jax.random.key(2)
+    got, m = phases[0].loss(model, x, key, joint.train)
+    rec = losses.autoencoder_loss(model, x, key, joint.train)[0]
+    gen = losses.image_gen_loss(model, x, key, dataclasses.replace(joint.train, adv_weight=1.0))
+    np.testing.assert_allclose(got, rec + 3.0 * gen[0], rtol=1e-5)
+    np.testing.assert_allclose(m["gen"], gen[0], rtol=1e-5)
+    with pytest.raises(ConfigError, match="generator_update"):
+        phases_for(_with_train(cfg, generator_update="both"), 10)
+
+
 class _ToyModel(nnx.Module):
     """A linear-Gaussian decoder g(z) = W z + b with q(z|x) = N(m, diag(s^2)), constant in x."""
 
@@ -265,7 +288,7 @@ def ixi_images(ixi_manifest):
 
 
 SCHEMES = {
-    "anovaegan": {},  # three alternating phases
+    "anovaegan-separate": {"generator_update": "separate"},  # three alternating phases
     "aae": {},  # latent adversary + joint variance network
     "anogan": {},  # generator/discriminator only
     "svae-variance-after": {"variance_schedule": "after"},  # a second stage

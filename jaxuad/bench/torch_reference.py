@@ -235,6 +235,11 @@ def make_step(config: Config):
     def image_gen(x):
         return tc.adv_weight * nlog_d(model.disc(model(x)[0]))
 
+    def ae_gan(x):  # train.generator_update="joint": one forward pass, one objective
+        recon, kl = model(x)
+        ae_loss = (rec(x - recon).flatten(1).sum(1) + tc.kl_weight * kl).mean()
+        return ae_loss + tc.adv_weight * nlog_d(model.disc(recon))
+
     def image_disc(x):
         with torch.no_grad():
             fake = model(x)[0]
@@ -273,7 +278,9 @@ def make_step(config: Config):
     if name == "anogan":
         losses = {"disc": gan_disc, "gen": gan_gen}
     elif name in ("sae_gan", "anovaegan"):
-        losses = {"ae": ae, "gen": image_gen, "disc": image_disc, "variance": variance}
+        joint = tc.generator_update == "joint"
+        losses = {"ae": ae_gan if joint else ae, "gen": image_gen, "disc": image_disc}
+        losses["variance"] = variance
     else:
         losses = {"ae": ae, "gen": latent_gen, "disc": latent_disc, "variance": variance}
     phases = []

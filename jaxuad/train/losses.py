@@ -59,6 +59,17 @@ def autoencoder_loss(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: Train
     return jnp.mean(rec + cfg.kl_weight * kl), {"rec": rec.mean(), "kl": kl.mean()}
 
 
+def autoencoder_gan_loss(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: TrainConfig):
+    """:func:`autoencoder_loss` + ``adv_weight * -log D(x_hat)`` per image, batch mean:
+    Baur et al.'s Eq. 1 as one objective (``train.generator_update="joint"``). The
+    discriminator is a constant here; its own phase trains it."""
+    out = model(x, key=key)
+    rec, kl = reconstruction_error(x, out.recon, cfg.recon_loss), model.kl(out)
+    gen = -_log_d(model.disc(out.recon))
+    loss = jnp.mean(rec + cfg.kl_weight * kl + cfg.adv_weight * gen)
+    return loss, {"rec": rec.mean(), "kl": kl.mean(), "gen": gen.mean()}
+
+
 def _log_d(logits):
     return -jax.nn.softplus(-logits)
 

@@ -12,8 +12,11 @@ model                      phases (owned groups, learning rate)
 =========================  ======================================================
 dae sae dvae svae vae_chen  ae: L1/L2 (+ KL) (all, lr)
 gmvae                      ae: L2 + one-sample KL to the mixture (all + prior, lr)
-sae_gan anovaegan          ae (AE, lr); gen: -log D(x_hat) (from_z + decoder,
-                           adv lr); disc: -log D(x) - log(1 - D(x_hat)) (disc, adv lr)
+sae_gan anovaegan          ae: L1 (+ KL) + adv_weight * -log D(x_hat) (AE, lr);
+                           disc: -log D(x) - log(1 - D(x_hat)) (disc, adv lr);
+                           train.generator_update="separate": ae without the
+                           adversarial term, then gen: -log D(x_hat) (from_z +
+                           decoder, adv lr)
 aae                        ae (AE, lr); disc on codes, N(0, I) draws are real (disc,
                            adv lr); gen: encoder fools disc (encoder + to_z, adv lr)
 anogan                     disc (disc, adv lr); gen: -log D(G(z)) (generator, adv lr)
@@ -22,7 +25,11 @@ anogan                     disc (disc, adv lr); gen: -log D(G(z)) (generator, ad
 =========================  ======================================================
 
 Baur et al. train with 1e-3 for the reconstruction objective and 1e-4 for the adversarial
-ones; the separate "ae" and "gen" phases are how one model gets both rates.
+training. For AE-GAN and AnoVAEGAN (``train.generator_update="joint"``, the default) the
+decoder's objective is their Eq. 1 as one loss, L_rec + L_prior + L_adv, at 1e-3, and the
+discriminator trains at 1e-4. With ``"separate"`` a "gen" phase gives the decoder's
+adversarial term a rate and Adam state of its own (1e-4), the way the AAE's and AnoGAN's
+generators train.
 """
 
 from __future__ import annotations
@@ -76,11 +83,16 @@ def phases_for(config: Config, steps_per_epoch: int) -> tuple[Phase, ...]:
     elif name == "gmvae":
         phases = [ae._replace(owns=(*AE_GROUPS, "prior"))]
     elif name in ("sae_gan", "anovaegan"):
-        phases = [
-            ae,
-            Phase("gen", ("from_z", "decoder"), losses.image_gen_loss, **adv),
-            Phase("disc", ("disc",), losses.image_disc_loss, **adv),
-        ]
+        disc = Phase("disc", ("disc",), losses.image_disc_loss, **adv)
+        if tc.generator_update == "joint":
+            phases = [ae._replace(loss=losses.autoencoder_gan_loss), disc]
+        elif tc.generator_update == "separate":
+            gen = Phase("gen", ("from_z", "decoder"), losses.image_gen_loss, **adv)
+            phases = [ae, gen, disc]
+        else:
+            raise ConfigError(
+                f"train.generator_update must be separate or joint, got {tc.generator_update!r}"
+            )
     elif name == "aae":
         phases = [
             ae,
