@@ -85,7 +85,8 @@ def _phases(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
 def _transpose_as_strided_pads(k: int, s: int) -> Pads:
     """Padding of the stride-s convolution (flipped kernel, in/out swapped) that is the
     input gradient of a ``SAME`` stride-s transposed convolution: ``dx[i] = sum_t
-    dy[s*i + p - t] w[t]``, p the transposed conv's left pad (any n: output n of s*n)."""
+    dy[s*i + p - t] w[t]``, p the transposed conv's left pad. It maps the transposed
+    conv's s*n outputs back to n, for any n."""
     lo = k - 1 - conv_transpose_left_pad(k, s)
     return ((lo, k - lo - s),) * 2
 
