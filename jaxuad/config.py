@@ -232,12 +232,17 @@ def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
 
 
+# AE-GAN and AnoVAEGAN: autoencoders whose decoder also fools an image discriminator
+# (train.generator_update says how).
+IMAGE_GAN_MODELS = ("sae_gan", "anovaegan")
+
+
 def _legacy(d: dict) -> dict:
     """Keys that runs saved before they existed lack, set to what those runs did, so a run
     loads as what it was trained as (and --resume refuses a changed experiment): AE-GAN
     and AnoVAEGAN trained their generator in a separate phase."""
     train = dict(d.get("train", {}))
-    if d.get("model", {}).get("name") in ("sae_gan", "anovaegan"):
+    if d.get("model", {}).get("name") in IMAGE_GAN_MODELS:
         train.setdefault("generator_update", "separate")
     return {**d, "train": train}
 

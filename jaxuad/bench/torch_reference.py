@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jaxuad.config import Config
+from jaxuad.config import IMAGE_GAN_MODELS, Config
 from jaxuad.models import REGISTRY
 from jaxuad.models.autoencoders import stage_strides
 from jaxuad.models.variance import VARIANCE_FEATURES
@@ -277,10 +277,9 @@ def make_step(config: Config):
 
     if name == "anogan":
         losses = {"disc": gan_disc, "gen": gan_gen}
-    elif name in ("sae_gan", "anovaegan"):
-        joint = tc.generator_update == "joint"
-        losses = {"ae": ae_gan if joint else ae, "gen": image_gen, "disc": image_disc}
-        losses["variance"] = variance
+    elif name in IMAGE_GAN_MODELS:
+        first = ae_gan if tc.generator_update == "joint" else ae
+        losses = {"ae": first, "gen": image_gen, "disc": image_disc, "variance": variance}
     else:
         losses = {"ae": ae, "gen": latent_gen, "disc": latent_disc, "variance": variance}
     phases = []

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from jaxuad.config import Config, ConfigError
+from jaxuad.config import IMAGE_GAN_MODELS, Config, ConfigError
 from jaxuad.train import losses
 
 AE_GROUPS = ("encoder", "to_z", "from_z", "decoder")
@@ -82,7 +82,7 @@ def phases_for(config: Config, steps_per_epoch: int) -> tuple[Phase, ...]:
         phases = [ae]
     elif name == "gmvae":
         phases = [ae._replace(owns=(*AE_GROUPS, "prior"))]
-    elif name in ("sae_gan", "anovaegan"):
+    elif name in IMAGE_GAN_MODELS:
         disc = Phase("disc", ("disc",), losses.image_disc_loss, **adv)
         if tc.generator_update == "joint":
             phases = [ae._replace(loss=losses.autoencoder_gan_loss), disc]
