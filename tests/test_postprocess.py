@@ -69,30 +69,72 @@ def test_erosion_equals_scipy(iterations):
         np.testing.assert_array_equal(got, R.binary_erosion(m, iterations), err_msg=name)
 
 
+# Connected-component kernels: () is the dense sweep alone; TIERS puts masks of up to 16,
+# 256 or 791 foreground voxels on the sparse kernel (SHAPE has 792 voxels), fuller ones on
+# the dense one.
+TIERS = (16, 256, 791)
+KERNELS = pytest.mark.parametrize("caps", [(), TIERS], ids=["dense", "tiered"])
+
+
+@KERNELS
 @pytest.mark.parametrize("connectivity", [6, 26])
 @pytest.mark.parametrize("p", [0.25, 0.55])
-def test_labels_equal_scipy(connectivity, p):
+def test_labels_equal_scipy(connectivity, p, caps):
     """Same partition and the same numbering (raster order of first voxels)."""
     for seed in range(3):
         for name, m in volumes(seed, p).items():
-            labels, n = jitted("label", connectivity)(m)
+            labels, n = jitted("label", connectivity, caps)(m)
             want, n_want = R.label(m, connectivity)
             assert int(n) == n_want, name
             np.testing.assert_array_equal(np.asarray(labels), want, err_msg=name)
 
 
-def test_label_converges_on_a_long_snake():
+@KERNELS
+def test_label_converges_on_a_long_snake(caps):
     """One component that winds through the whole volume: many sweeps without jumping."""
     m = np.zeros((5, 16, 16), bool)
     m[:, ::2, :] = True
     for i in range(1, 16, 2):  # connect alternate ends of the rows
         m[:, i, 0 if i % 4 == 3 else -1] = True
-    labels, n = jitted("label", 6)(m)
+    labels, n = jitted("label", 6, caps and (int(m.sum()),))(m)
     assert int(n) == 1 and np.array_equal(np.asarray(labels) > 0, m)
 
 
+def test_batch_takes_each_volume_to_its_own_tier():
+    """A batch of an empty, a sparse and a full mask (three different kernels), whole:
+    every volume labelled as SciPy labels it alone."""
+    rng = np.random.default_rng(5)
+    batch = np.stack([np.zeros(SHAPE, bool), rng.uniform(size=SHAPE) < 0.1, np.ones(SHAPE, bool)])
+    for connectivity in (6, 26):
+        labels, n = jitted("label", connectivity, TIERS[:2])(batch)
+        for i, m in enumerate(batch):
+            want, n_want = R.label(m, connectivity)
+            assert int(n[i]) == n_want
+            np.testing.assert_array_equal(np.asarray(labels[i]), want)
+
+
+def test_compact_lists_the_first_true_entries():
+    rng = np.random.default_rng(2)
+    for size in (32, 33, 1000):
+        for p in (0.0, 0.02, 0.5, 1.0):
+            flat = rng.uniform(size=size) < p
+            for capacity in (5, size):
+                got = np.asarray(jax.jit(K.compact, static_argnums=1)(flat, capacity))
+                want = np.flatnonzero(flat)[:capacity]
+                np.testing.assert_array_equal(got[: want.size], want)
+                assert (got[want.size :] == size).all()
+
+
+def test_sparse_tiers_for_a_volume_size():
+    assert K.capacities_for(91 * 109 * 91) == K.SPARSE_CAPACITIES
+    assert K.capacities_for(64**3) == (4096, 32768)  # 131072 > a quarter of 262144
+    assert K.capacities_for(792) == ()
+    assert K.capacities_for(792, (900, 256, 16, 0)) == (16, 256)
+
+
+@KERNELS
 @pytest.mark.parametrize("connectivity", [6, 26])
-def test_small_components_removed(connectivity):
+def test_small_components_removed(connectivity, caps):
     seg = np.zeros((12, 12, 12), bool)
     seg[1:3, 1:3, 1:3] = True  # 8 voxels: kept
     seg[6, 6, 6] = seg[7, 7, 7] = True  # diagonal pair: 2 components (6) or 1 of 2 (26)
@@ -100,16 +142,18 @@ def test_small_components_removed(connectivity):
     seg[0, 11, 0:5] = True  # 5 voxels touching the border: removed at min 6
     expected = np.zeros_like(seg)
     expected[1:3, 1:3, 1:3] = True
-    for impl in (R.remove_small_components, K.remove_small_components):
+    jax_impl = functools.partial(K.remove_small_components, capacities=caps)
+    for impl in (R.remove_small_components, jax_impl):
         np.testing.assert_array_equal(np.asarray(impl(seg, 6, connectivity)), expected)
         assert np.asarray(impl(seg, 2, connectivity))[6, 6, 6] == (connectivity == 26)
 
 
-def test_components_hit_equals_scipy():
+@KERNELS
+def test_components_hit_equals_scipy(caps):
     rng = np.random.default_rng(3)
     truth, pred = rng.uniform(size=SHAPE) < 0.2, rng.uniform(size=SHAPE) < 0.1
     for c in (6, 26):
-        hit, n = K.components_hit(truth, pred, c)
+        hit, n = K.components_hit(truth, pred, c, caps)
         assert (int(hit), int(n)) == R.components_hit(truth, pred, c)
     assert R.components_hit(truth, np.zeros(SHAPE, bool), 26)[0] == 0
 

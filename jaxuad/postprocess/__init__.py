@@ -15,10 +15,14 @@ JAX kernels in groups of N, one volume per device (:mod:`jaxuad.distributed`); e
 result is the one a single device computes.
 
 Connected components use ``evaluate.components`` (``auto`` | ``jax`` | ``scipy``). ``auto``
-runs the JAX kernel on GPU/TPU and ``scipy.ndimage.label`` on CPU, where SciPy's one-pass
-union-find was measured 4-15x faster than any sweep-based kernel (``bin/bench-postprocess``).
-It also falls back to SciPy, with a warning, where the JAX kernel cannot run: volumes of
-2**31 voxels or more, or an XLA runtime error such as running out of device memory.
+runs the JAX kernels on GPU/TPU and ``scipy.ndimage.label`` on CPU. On CPU the JAX kernels
+beat SciPy on sparse masks (about 3x at the 2-4k foreground voxels of a phantom residual
+at its 98th percentile), tie at the ~30k voxels real MS scans give, lose on fuller masks
+(4x on a whole brain), and cost a few seconds to compile per volume shape
+(``bin/bench-postprocess``; README, "Speed"), so SciPy stays the CPU
+default. ``auto`` also falls back to SciPy, with a warning, where the JAX kernel cannot
+run: volumes of 2**31 voxels or more, or an XLA runtime error such as running out of
+device memory.
 
 Research code can call the jitted batch functions directly::
 
@@ -72,15 +76,14 @@ def segment(
     """[B, X, Y, Z] filtered residuals -> ``filtered > threshold`` ([B] or scalar) without
     the 3D components smaller than ``min_size`` voxels."""
     threshold = jnp.broadcast_to(jnp.asarray(threshold, filtered.dtype), filtered.shape[:1])
-    return jax.vmap(lambda f, t: kernels.remove_small_components(f > t, min_size, connectivity))(
-        filtered, threshold
-    )
+    seg = filtered > threshold[:, None, None, None]
+    return kernels.remove_small_components(seg, min_size, connectivity)
 
 
 @functools.partial(jax.jit, static_argnames=("connectivity",))
 def components_hit(truth: jax.Array, pred: jax.Array, *, connectivity: int):
     """[B, X, Y, Z] -> per subject (ground-truth components hit by ``pred``, components)."""
-    return jax.vmap(lambda t, p: kernels.components_hit(t, p, connectivity))(truth, pred)
+    return kernels.components_hit(truth, pred, connectivity)
 
 
 @functools.partial(jax.jit, static_argnums=1)
