@@ -195,8 +195,8 @@ def _offsets(connectivity: int) -> list[tuple[int, int, int]]:
 
 def _sparse_roots(mask: jax.Array, connectivity: int, capacity: int):
     """Components of a mask with at most ``capacity`` foreground voxels: (raster index of
-    each listed voxel, ``mask.size`` for empty slots; the slot of its component's first
-    voxel). Empty slots are their own roots."""
+    each listed voxel, ``mask.size`` for empty slots; which slots are listed; the slot of
+    each one's component's first voxel). Empty slots are their own roots."""
     shape, n, cap = mask.shape, mask.size, capacity
     index = compact(mask.ravel(), cap)
     listed = index < n
@@ -229,12 +229,13 @@ def _sparse_roots(mask: jax.Array, connectivity: int, capacity: int):
         return new, jnp.any(new != root)
 
     root, _ = lax.while_loop(lambda s: s[1], merge, (slot, jnp.bool_(True)))
-    return index, root
+    return index, listed, root
 
 
 def _dense_roots(mask: jax.Array, connectivity: int):
-    """Components of any mask: (None: every voxel is listed, in raster order; the raster
-    index of each voxel's component's first voxel, ``mask.size`` on background)."""
+    """Components of any mask: (None: every voxel has its slot, in raster order; the
+    foreground; the raster index of each voxel's component's first voxel, ``mask.size`` on
+    background)."""
     n = mask.size
     background = jnp.int32(n)
     index = jnp.arange(n, dtype=jnp.int32).reshape(mask.shape)
@@ -250,11 +251,11 @@ def _dense_roots(mask: jax.Array, connectivity: int):
 
     init = jnp.where(mask, index, background)
     root, _ = lax.while_loop(lambda s: s[1], sweep, (init, jnp.bool_(True)))
-    return None, root.ravel()
+    return None, mask.ravel(), root.ravel()
 
 
 def _by_components(per_volume, masks: jax.Array, connectivity: int, capacities, *more):
-    """``per_volume(mask, index, root, *more)`` for each volume of a [B, X, Y, Z] batch
+    """``per_volume(mask, index, listed, root, *more)`` for each volume of a [B, X, Y, Z] batch
     (``more``: other [B, ...] arrays), after the components of its mask: by the sparse
     kernel of the smallest tier that holds its foreground, else the dense one.
 
@@ -287,6 +288,11 @@ def _by_components(per_volume, masks: jax.Array, connectivity: int, capacities, 
     return lax.map(one, (masks, *more))
 
 
+def _firsts(listed: jax.Array, root: jax.Array) -> jax.Array:
+    """The slots that are their component's first voxel."""
+    return listed & (root == jnp.arange(root.size))
+
+
 def _per_listed(values: jax.Array, index, mask: jax.Array, fill) -> jax.Array:
     """A value per listed voxel -> a volume (``fill`` where nothing is listed)."""
     if index is None:
@@ -308,10 +314,8 @@ def label(
         labels, n = label(mask[None], connectivity, capacities)
         return labels[0], n[0]
 
-    def one(m, index, root):
-        listed = m.ravel() if index is None else index < m.size
-        first = listed & (root == jnp.arange(root.size))
-        numbers = jnp.cumsum(first, dtype=jnp.int32)  # 1..n at first voxels
+    def one(m, index, listed, root):
+        numbers = jnp.cumsum(_firsts(listed, root), dtype=jnp.int32)  # 1..n at first voxels
         labels = jnp.where(listed, numbers[jnp.minimum(root, root.size - 1)], 0)
         return _per_listed(labels, index, m, 0), numbers[-1]
 
@@ -332,8 +336,7 @@ def remove_small_components(
     if seg.ndim == 3:
         return remove_small_components(seg[None], min_size, connectivity, capacities)[0]
 
-    def one(m, index, root):
-        listed = m.ravel() if index is None else index < m.size
+    def one(m, index, listed, root):
         sizes = jnp.zeros(root.size + 1, jnp.int32).at[root].add(listed.astype(jnp.int32))
         return _per_listed(listed & (sizes[root] >= min_size), index, m, False)
 
@@ -354,10 +357,9 @@ def components_hit(
         hit, n = components_hit(truth[None], pred[None], connectivity, capacities)
         return hit[0], n[0]
 
-    def one(m, index, root, p):
-        listed = m.ravel() if index is None else index < m.size
+    def one(m, index, listed, root, p):
         hit_voxel = p.ravel() if index is None else p.ravel()[jnp.minimum(index, m.size - 1)]
-        first = listed & (root == jnp.arange(root.size))
+        first = _firsts(listed, root)
         hit = jnp.zeros(root.size + 1, bool).at[root].max(listed & hit_voxel)
         return (first & hit[: root.size]).sum(dtype=jnp.int32), first.sum(dtype=jnp.int32)
 
