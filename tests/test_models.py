@@ -141,6 +141,29 @@ def test_strided_conv_input_gradient_by_phases_equals_lax(k, monkeypatch):
     _assert_conv_equals_lax(mine, x[:, :9], w, 2, "SAME")
 
 
+@pytest.mark.parametrize("k", [3, 4, 5])
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 30], ids=["chunked", "whole"])
+def test_conv_to_one_channel_equals_lax(k, chunk_bytes, monkeypatch):
+    """From ``ONE_CHANNEL_MIN_OUTPUT`` output pixels (forced to 1 here) a stride-1 conv to
+    one channel runs as taps-then-shifted-sum, by chunks of images or all at once: value
+    and both gradients against lax, odd and even kernels, uneven pads, non-square maps,
+    batches that do (6) and do not (7: chunks of one) split evenly."""
+    from jaxuad.models import layers
+
+    monkeypatch.setattr(layers, "ONE_CHANNEL_MIN_OUTPUT", 1)
+    monkeypatch.setattr(layers, "ONE_CHANNEL_CHUNK_BYTES", chunk_bytes)
+    w = jax.random.normal(jax.random.key(1), (k, k, 3, 1))
+    for batch, padding in ((6, "SAME"), (7, ((2, 0), (1, 3))), (1, "VALID")):
+        x = jax.random.normal(jax.random.key(0), (batch, 9, 12, 3))
+        mine = lambda x, w, p=padding: layers.conv2d(x, w, 1, p)
+        assert "dot_general" in str(jax.make_jaxpr(mine)(x, w))  # not lax's convolution
+        _assert_conv_equals_lax(mine, x, w, 1, padding)
+    # at least 2 images per chunk, unless the batch has no such divisor
+    assert (
+        layers._chunk_size(64, 4 * chunk_bytes) == 2 and layers._chunk_size(7, 4 * chunk_bytes) == 1
+    )
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_shapes(name):
     cfg = smoke_config(name)

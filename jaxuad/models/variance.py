@@ -41,22 +41,22 @@ class VarianceNet(nnx.Module):
 def decoder_samples(model, x: jax.Array, key: jax.Array, n: int) -> jax.Array:
     """g(z_l) for n draws z_l ~ q(z|x), all decoded in one batch: [n, B, S, S, 1].
 
-    The noise for all draws is drawn at once, outside any vmap (the rbg PRNG that jaxuad
-    uses does not promise vmap-invariant streams), so draw l always uses ``eps[l]`` of
-    ``normal(key, (n, *mean.shape))``. The decoder is vmapped over the images, each
-    decoding its n draws as a batch: the merged batch is image-major, so when the images
-    are split over devices (:mod:`jaxuad.distributed`) every device decodes only its own
-    images' draws (vmapped over the draws, the merged batch is draw-major and XLA's
-    partitioner gathered all of it onto every device). Deterministic encoders (plain AEs,
-    AAE) give n copies of the reconstruction.
+    The noise for all draws is drawn at once (``normal(key, (n, *mean.shape))``), so draw
+    l always uses ``eps[l]``. The B * n codes are decoded as one image-major batch (image
+    b's draws side by side): when the images are split over devices
+    (:mod:`jaxuad.distributed`) every device decodes only its own images' draws (a
+    draw-major batch made XLA's partitioner gather all of it onto every device). It is a
+    plain batch, not a ``vmap`` over the images, so layers that process a batch a few
+    images at a time (:func:`jaxuad.models.layers.conv_to_one_channel`) see all of it.
+    Deterministic encoders (plain AEs, AAE) give n copies of the reconstruction.
     """
     mean, logvar = model.encode(x)
     if logvar is None:
         return jnp.broadcast_to(model.decode(mean), (n, *x.shape))
     eps = jax.random.normal(key, (n, *mean.shape), mean.dtype)
-    std = jnp.exp(0.5 * logvar)
-    g = jax.vmap(lambda m, s, e: model.decode(m + s * e), in_axes=(0, 0, 1))(mean, std, eps)
-    return jnp.moveaxis(g, 0, 1)  # [B, n, ...] -> [n, B, ...]
+    z = mean[:, None] + jnp.exp(0.5 * logvar)[:, None] * jnp.moveaxis(eps, 0, 1)  # [B, n, ...]
+    g = model.decode(z.reshape(-1, *z.shape[2:]))
+    return jnp.moveaxis(g.reshape(*z.shape[:2], *g.shape[1:]), 0, 1)  # -> [n, B, ...]
 
 
 def variance_target(model, x: jax.Array, key: jax.Array, n: int) -> jax.Array:

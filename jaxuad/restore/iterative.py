@@ -6,7 +6,7 @@ Restoration looks for the healthy image X closest to the observation Y:
 * ``lg_est`` / ``lg_neural`` (local Gaussian, Chen et al. Eq. 4). Each step descends
   ``1/2 (X - mu)^T Sigma^-1 (X - mu) + lam R(Y, X)`` with mu and Sigma held fixed at the
   current X: direction ``-[Sigma^-1 (X - mu) + lam grad_X R(Y, X)]``. mu is the mean of
-  g(z_l) over L draws z_l ~ q(z|X), the decoder vmapped over the draws; Sigma is their
+  g(z_l) over L draws z_l ~ q(z|X), decoded as one batch; Sigma is their
   per-pixel sample variance (``est``) or the variance network's prediction (``neural``).
   (Eq. 4 writes ``+lam grad R`` because there R is log P(Y|X); here R is a cost.)
 * ``map`` / ``gmvae_map`` (You et al.): the direction is ``grad_X [-ELBO(X)] + lam grad_X
@@ -61,7 +61,7 @@ def prior_cost(kind: str, y: jax.Array, x: jax.Array, eps: float) -> jax.Array:
 
 def local_gaussian(model, x: jax.Array, key: jax.Array, samples: int, variance: str, floor):
     """(mu, Sigma) of the local Gaussian at x, each [B, S, S, 1]."""
-    g = decoder_samples(model, x, key, samples)  # [L, B, S, S, 1], vmapped over L
+    g = decoder_samples(model, x, key, samples)  # [L, B, S, S, 1], one batch of B * L
     mu = g.mean(0)
     if variance == "est":
         var = g.var(0, ddof=1)
