@@ -264,20 +264,20 @@ def conv_to_one_channel(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Arra
     return _one_channel_fwd(x, kernel, pads)[0]
 
 
-def _one_channel_chunk(x, kernel, pads) -> int:
+def _one_channel_chunk(x, kernel) -> int:
     kh, kw = kernel.shape[:2]
     return _chunk_size(x.shape[0], x.shape[1] * x.shape[2] * kh * kw * x.dtype.itemsize)
 
 
 def _one_channel_fwd(x, kernel, pads):
-    chunk = _one_channel_chunk(x, kernel, pads)
+    chunk = _one_channel_chunk(x, kernel)
     y = _by_chunks(lambda xc: _one_channel_fwd_chunk(xc, kernel, pads), chunk, x)
     return y.reshape(x.shape[0], *y.shape[2:]), (x, kernel)
 
 
 def _one_channel_bwd(pads, res, g):
     x, kernel = res
-    chunk = _one_channel_chunk(x, kernel, pads)
+    chunk = _one_channel_chunk(x, kernel)
     dx, dtaps = _by_chunks(
         lambda xc, gc: _one_channel_grads_chunk(xc, gc, kernel, pads), chunk, x, g
     )
