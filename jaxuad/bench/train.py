@@ -5,6 +5,11 @@ read once, when JAX starts) and so the frameworks do not share threads. The work
 model run in turn, ``--repeats`` times, and each cell is the median over repeats, so slow
 phases of a shared machine hit every framework alike. Results go to a JSON file and a
 Markdown table; ratios compare measurements taken in the same run.
+
+PyTorch runs twice: as installed, and with the glibc allocator options that jaxuad sets in
+its own process (:data:`jaxuad._runtime.MALLOC_OPTIONS`, through environment variables).
+They speed up PyTorch too, so the second ratio shows how much of jaxuad's lead is the
+allocator and how much the compiled step.
 """
 
 from __future__ import annotations
@@ -86,8 +91,8 @@ def measure_torch(model: str, steps: int) -> dict:
     return {"images_per_s": steps * b / (time.perf_counter() - t0), "compile_s": 0.0}
 
 
-def _worker(framework: str, model: str, steps: int, defaults: bool) -> dict | None:
-    env = dict(os.environ)
+def _worker(framework: str, model: str, steps: int, defaults: bool, env=None) -> dict | None:
+    env = {**os.environ, **(env or {})}
     if not defaults:
         env["JAXUAD_NO_DEFAULTS"] = "1"
     code = (
@@ -138,7 +143,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--no-flags-compare",
         action="store_true",
-        help="skip the JAX run without jaxuad's XLA/PRNG defaults",
+        help="skip the JAX run without jaxuad's process defaults (XLA flags, PRNG, allocator)",
     )
     p.add_argument(
         "--out",
@@ -147,24 +152,27 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
+    from jaxuad._runtime import malloc_env
+
     has_torch = torch_available()
-    workers = [("jax", "jax", True)]
+    workers = [("jax", "jax", True, None)]
     if not args.no_flags_compare:
-        workers.append(("jax_no_defaults", "jax", False))
+        workers.append(("jax_no_defaults", "jax", False, None))
     if has_torch:
-        workers.append(("torch", "torch", False))
+        workers.append(("torch", "torch", False, None))
+        workers.append(("torch_malloc", "torch", False, malloc_env()))
     rows = []
     for model in args.models:
-        runs = {name: [] for name, _, _ in workers}
+        runs = {name: [] for name, *_ in workers}
         for rep in range(args.repeats):
             print(f"measuring {model} ({rep + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
-            for name, framework, defaults in workers:
-                r = _worker(framework, model, args.steps, defaults)
+            for name, framework, defaults, env in workers:
+                r = _worker(framework, model, args.steps, defaults, env)
                 if r is not None:
                     runs[name].append(r)
         cfg = _config(model)
         row = {"model": model, "batch_size": cfg.train.batch_size, "runs": runs}
-        for name, _, _ in workers:
+        for name, *_ in workers:
             row[name] = _median(runs[name]) if runs[name] else None
         rows.append(row)
 
@@ -172,18 +180,20 @@ def main(argv=None) -> int:
         return r[k]["images_per_s"] if r.get(k) else None
 
     lines = [
-        "| model | batch | JAX img/s | compile [s] | JAX, no jaxuad flags "
-        "| PyTorch eager img/s | JAX / PyTorch |",
-        "|---|---|---|---|---|---|---|",
+        "| model | batch | JAX img/s | compile [s] | JAX, no jaxuad defaults "
+        "| PyTorch eager img/s | JAX / PyTorch | PyTorch, jaxuad's allocator options "
+        "| JAX / that |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}"
+    ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "n/a"
     for r in rows:
-        j, jn, t = ips(r, "jax"), ips(r, "jax_no_defaults"), ips(r, "torch")
-        fmt = lambda v: "n/a" if v is None else f"{v:.1f}"
-        ratio = f"{j / t:.2f}x" if j and t else "n/a"
+        j, jn = ips(r, "jax"), ips(r, "jax_no_defaults")
+        t, tm = ips(r, "torch"), ips(r, "torch_malloc")
         comp = f"{r['jax']['compile_s']:.1f}" if r.get("jax") else "n/a"
         lines.append(
             f"| {r['model']} | {r['batch_size']} | {fmt(j)} | {comp} | {fmt(jn)} | {fmt(t)} "
-            f"| {ratio} |"
+            f"| {ratio(j, t)} | {fmt(tm)} | {ratio(j, tm)} |"
         )
     table = "\n".join(lines)
     meta = {
