@@ -6,6 +6,7 @@ from flax import nnx
 
 from jaxuad import models
 from jaxuad.models.layers import (
+    Conv,
     DownConv,
     UpConv,
     conv_general_dilated,
@@ -139,6 +140,30 @@ def test_strided_conv_input_gradient_by_phases_equals_lax(k, monkeypatch):
     assert "lhs_dilation=(2, 2)" not in str(jax.make_jaxpr(dx)(x))
     # Odd sizes are not a SAME transposed conv's output: the general route, still exact.
     _assert_conv_equals_lax(mine, x[:, :9], w, 2, "SAME")
+
+
+@pytest.mark.parametrize(
+    "kw", [{"padding": "SAME"}, {"padding": "VALID"}, {"padding": "SAME", "strides": 2}]
+)
+def test_conv_equals_flax_conv(kw):
+    """``Conv`` (``conv2d`` and ``add_bias``, whose bias gradient is a matrix-vector
+    product) against ``nnx.Conv``: the same parameters from the same seed, and the same
+    value and gradients (kernel, bias, input); a stride-2 one runs as ``nnx.Conv``."""
+    mine, ref = (cls(3, 4, (3, 3), rngs=nnx.Rngs(0), **kw) for cls in (Conv, nnx.Conv))
+    params = [jax.tree.leaves(nnx.state(m)) for m in (mine, ref)]
+    for a, b in zip(*params, strict=True):
+        np.testing.assert_array_equal(a, b)
+    mine.bias[...] = ref.bias[...] = jax.random.normal(jax.random.key(2), (4,))
+    x = jax.random.normal(jax.random.key(3), (2, 9, 8, 3))
+
+    def value_and_grads(m):
+        graphdef, params = nnx.split(m)
+        f = lambda p, x: jnp.sin(nnx.merge(graphdef, p)(x))
+        return f(params, x), jax.grad(lambda p, x: f(p, x).sum(), (0, 1))(params, x)
+
+    results = [jax.tree.leaves(value_and_grads(m)) for m in (mine, ref)]
+    for got, want in zip(*results, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4)
 
 
 @pytest.mark.parametrize("k", [3, 4, 5])

@@ -30,7 +30,7 @@ from flax import nnx
 
 from jaxuad.config import ModelConfig
 from jaxuad.models.discriminators import ImageDiscriminator, LatentDiscriminator
-from jaxuad.models.layers import DownConv, ResBlock, UpConv, conv, conv_general_dilated
+from jaxuad.models.layers import Conv, DownConv, ResBlock, UpConv, conv
 from jaxuad.models.priors import MixturePrior, gaussian_log_prob, kl_standard_normal, per_image
 from jaxuad.models.variance import VarianceNet
 
@@ -178,16 +178,8 @@ class Autoencoder(nnx.Module):
             self.from_z = nnx.Linear(cfg.z_dim, flat, rngs=rngs)
             self.latent_shape = (cfg.z_dim,)
         else:
-            self.to_z = nnx.Conv(
-                top,
-                cfg.z_channels * mult,
-                (1, 1),
-                conv_general_dilated=conv_general_dilated,
-                rngs=rngs,
-            )
-            self.from_z = nnx.Conv(
-                cfg.z_channels, top, (1, 1), conv_general_dilated=conv_general_dilated, rngs=rngs
-            )
+            self.to_z = Conv(top, cfg.z_channels * mult, (1, 1), rngs=rngs)
+            self.from_z = Conv(cfg.z_channels, top, (1, 1), rngs=rngs)
             self.latent_shape = (self.feature_res, self.feature_res, cfg.z_channels)
         if discriminator == "image":
             self.disc = ImageDiscriminator(

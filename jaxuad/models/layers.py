@@ -420,6 +420,27 @@ class _StridedConv(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_features,)))
 
 
+@jax.custom_vjp
+def add_bias(y: jax.Array, bias: jax.Array) -> jax.Array:
+    """``y + bias`` over the last axis. Its bias gradient is a matrix-vector product: XLA
+    CPU ran the same sum over batch and pixels as a reduction 2-6x slower (4.2 against 1.9
+    ms for [8, 128, 128, 32], 2.6 against 0.4 ms for [8, 64, 64, 64])."""
+    return y + bias.astype(y.dtype)
+
+
+def _add_bias_fwd(y, bias):
+    return add_bias(y, bias), bias
+
+
+def _add_bias_bwd(bias, g):
+    c = g.shape[-1]
+    db = jnp.ones((g.size // c,), g.dtype) @ g.reshape(-1, c)
+    return g, db.astype(bias.dtype)
+
+
+add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
 class UpConv(_StridedConv):
     """Stride-s transposed convolution with ``SAME`` padding (output = s x input), computed
     by :func:`conv_transpose_via_phases`. Parameters match ``nnx.ConvTranspose``.
@@ -433,7 +454,7 @@ class UpConv(_StridedConv):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return conv_transpose_via_phases(x, self.kernel[...], self.stride) + self.bias[...]
+        return add_bias(conv_transpose_via_phases(x, self.kernel[...], self.stride), self.bias[...])
 
 
 class DownConv(_StridedConv):
@@ -442,7 +463,7 @@ class DownConv(_StridedConv):
     the module docstring)."""
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return conv2d(x, self.kernel[...], self.stride, "SAME") + self.bias[...]
+        return add_bias(conv2d(x, self.kernel[...], self.stride, "SAME"), self.bias[...])
 
 
 def upsample_nearest(x: jax.Array, s: int) -> jax.Array:
@@ -452,15 +473,42 @@ def upsample_nearest(x: jax.Array, s: int) -> jax.Array:
     return x.reshape(b, h * s, w * s, c)
 
 
-def conv(cin: int, cout: int, k: int, *, rngs: nnx.Rngs, **kw) -> nnx.Conv:
+class Conv(nnx.Conv):
+    """``nnx.Conv``, with its parameters and initialisation, computed by :func:`conv2d` and
+    :func:`add_bias` when it is what jaxuad's models use (2-D NHWC, stride 1, ``SAME`` or
+    ``VALID``, no dilation, groups or mask); anything else runs as ``nnx.Conv`` through
+    :func:`conv_general_dilated`."""
+
+    def __init__(self, *args, **kw):
+        kw.setdefault("conv_general_dilated", conv_general_dilated)
+        super().__init__(*args, **kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        plain = (
+            x.ndim == 4
+            and self.bias is not None
+            and self.mask is None
+            and self.padding in ("SAME", "VALID")
+            and self.feature_group_count == 1
+            and all(
+                v in (None, 1) or (not isinstance(v, int) and tuple(v) == (1, 1))
+                for v in (self.strides, self.input_dilation, self.kernel_dilation)
+            )
+        )
+        if not plain:
+            return super().__call__(x)
+        y = conv2d(x, self.kernel[...].astype(x.dtype), 1, self.padding)
+        return add_bias(y, self.bias[...])
+
+
+def conv(cin: int, cout: int, k: int, *, rngs: nnx.Rngs, **kw) -> Conv:
     """A stride-1 ``SAME`` conv, He-initialised (``kernel_init`` may override)."""
     kw.setdefault("kernel_init", he_normal())
-    return nnx.Conv(
+    return Conv(
         cin,
         cout,
         (k, k),
         padding="SAME",
-        conv_general_dilated=conv_general_dilated,
         rngs=rngs,
         **kw,
     )
