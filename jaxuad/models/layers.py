@@ -20,7 +20,8 @@ Both layers here keep the usual weights and meaning but avoid XLA's slow paths:
   of ``PHASE_DX_MIN_OUTPUT`` output pixels and more, a strided convolution's input
   gradient (a transposed convolution) runs by phases, as :class:`UpConv` does.
 
-Every other convolution goes through :func:`conv2d` (``nnx.Conv`` through
+Every other convolution goes through :func:`conv2d` (:class:`Conv`, an ``nnx.Conv`` whose
+bias is added by :func:`add_bias`; any other ``nnx.Conv`` call through
 :func:`conv_general_dilated`), whose own input gradient keeps XLA CPU on its fast path
 inside ``lax.scan`` loops, where restoration differentiates the model every iteration.
 Stride-1 convolutions to one channel on large maps (every decoder's output layer, the
