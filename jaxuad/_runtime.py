@@ -9,10 +9,13 @@ Each setting was measured on the project's 2-core CPU machines (see README, "Spe
 * A persistent compilation cache turns a second start-up of the same program from tens of
   seconds into a few.
 * glibc's allocator keeps freed memory for reuse (:data:`MALLOC_OPTIONS`: one arena, no
-  ``mmap``, trim only above 1 GiB). XLA CPU allocates each execution's temporaries afresh
-  (a 114 MB and a 71 MB buffer per sVAE train step), and glibc serves blocks over 32 MB
-  with a fresh ``mmap``, so every step page-faulted its whole working set back in: ~30,000
-  faults (117 MB) and 10-15 % of a train step; with these options none.
+  ``mmap``, never trimmed). XLA CPU allocates each execution's temporaries afresh (a 114 MB
+  and a 71 MB buffer per sVAE train step, 779 MB for ``vae_chen`` at batch 64), and glibc
+  serves blocks over 32 MB with a fresh ``mmap`` and returns a free heap top above its trim
+  threshold to the system, so every step page-faulted its whole working set back in:
+  ~30,000 faults (117 MB) and 10-15 % of an sVAE step; ~190,000 faults (740 MB) and 25 % of
+  a ``vae_chen`` step when the threshold was 1 GiB; with these options none after the
+  first two steps. The price: the process keeps its peak heap (see README, "Speed").
 
 Every default yields to the user: an ``XLA_FLAGS`` entry that is already set, an allocator
 option set through ``MALLOC_*`` or ``GLIBC_TUNABLES``, or ``JAXUAD_NO_DEFAULTS=1``, leaves
@@ -34,14 +37,15 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 MALLOC_OPTIONS = {  # environment variable: (mallopt parameter, value)
     "MALLOC_ARENA_MAX": (_M_ARENA_MAX, 1),  # every thread's blocks from the one heap...
     "MALLOC_MMAP_MAX_": (_M_MMAP_MAX, 0),  # ... never from mmap ...
-    "MALLOC_TRIM_THRESHOLD_": (_M_TRIM_THRESHOLD, 1 << 30),  # ... kept when freed
+    "MALLOC_TRIM_THRESHOLD_": (_M_TRIM_THRESHOLD, -1),  # ... never given back (-1: SIZE_MAX)
 }
 
 
 def malloc_env() -> dict[str, str]:
     """The same allocator options as environment variables, for other processes (the
-    PyTorch reference in ``bin/bench-train``, for instance)."""
-    return {name: str(value) for name, (_, value) in MALLOC_OPTIONS.items()}
+    PyTorch reference in ``bin/bench-train``, for instance). mallopt takes an int and
+    glibc reads it as ``size_t``, so -1 is written out as SIZE_MAX."""
+    return {name: str(ctypes.c_size_t(value).value) for name, (_, value) in MALLOC_OPTIONS.items()}
 
 
 def _tune_malloc() -> bool:
