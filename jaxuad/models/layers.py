@@ -27,7 +27,11 @@ inside ``lax.scan`` loops, where restoration differentiates the model every iter
 Stride-1 convolutions to one channel on large maps (every decoder's output layer, the
 variance network's last layer) run as :func:`conv_to_one_channel`: XLA CPU's convolution
 ran them 3-6x slower than a matrix product over all taps at once followed by a shifted
-sum, taken a few images at a time so that the per-tap products stay in cache.
+sum, taken a few images at a time so that the per-tap products stay in cache. Narrow
+stride-1 convolutions on large maps (at most 8 channels in and out) from one channel
+(Chen's stem, the variance network's first layer), or on large batches (the last decoder
+block on LG's decoder samples), run forward over 2x2 blocks (:func:`conv_space_to_depth`:
+4x the channels on a quarter of the pixels, where XLA CPU's convolution is much faster).
 
 Derivation (1-D, stride s, kernel w of size k, ``SAME`` padding with left pad p as in
 ``lax.conv_transpose``): the transposed conv is a cross-correlation of the s-dilated input,
@@ -176,10 +180,13 @@ IM2COL_MAX_OUTPUT = {1: 4, 2: 16}  # by stride: output pixels (h * w) up to whic
 
 
 S2D_MAX_CHANNELS = 8  # stride-1 convs with at most this many input and output channels,
-S2D_MIN_OUTPUT = 4096  # on maps of at least this many (even-sized) output pixels, run
-# forward (and their input gradient, the same kind of conv) as conv_space_to_depth.
-# Measured on 2 CPU cores, 3x3, forward: 1 -> 8 channels at 128x128, batch 64, 44 -> 11 ms;
-# 8 -> 8 at 128x128, 1.1x (batch 8), 1.3x (64), 1.7x (256); 8 -> 16 0.9x, 16 -> 16 0.7x.
+S2D_MIN_OUTPUT = 4096  # on maps of at least this many (even-sized) output pixels, from one
+S2D_MIN_BATCH = 256  # input channel or on batches of at least this many, run their forward
+# pass as conv_space_to_depth. Measured on 2 CPU cores, 3x3 at 128x128, forward: 1 -> 8
+# channels at batch 64 44 -> 11 ms; 8 -> 8 1.7x at batch 256 (LG's decoder samples, the
+# variance network's training target), but inside batch-64 train steps 8 -> 8 over blocks
+# made gmvae's step 2 % slower, and with its input gradient over blocks too 15 % slower;
+# 8 -> 16 0.9x, 16 -> 16 0.7x alone.
 ONE_CHANNEL_MIN_OUTPUT = 4096  # output pixels from which a stride-1 conv to one channel
 # runs as conv_to_one_channel (measured at 64x64 and 128x128, 8/16/32 -> 1 channels).
 ONE_CHANNEL_CHUNK_BYTES = 3 << 20  # per-tap products held at once (see conv_to_one_channel)
@@ -204,12 +211,14 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
 
 def _forward(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
     """The convolution itself: over 2x2 blocks (:func:`conv_space_to_depth`) where it is
-    stride-1, narrow (at most ``S2D_MAX_CHANNELS`` in and out) and large (at least
-    ``S2D_MIN_OUTPUT`` even-sized output pixels), else XLA's."""
+    stride-1, narrow (at most ``S2D_MAX_CHANNELS`` in and out), large (at least
+    ``S2D_MIN_OUTPUT`` even-sized output pixels) and either from one channel or on a batch
+    of at least ``S2D_MIN_BATCH``, else XLA's."""
     out = _output_size(x.shape, kernel.shape, stride, pads)
     if (
         stride == 1
         and max(kernel.shape[2:]) <= S2D_MAX_CHANNELS
+        and (kernel.shape[2] == 1 or x.shape[0] >= S2D_MIN_BATCH)
         and out[0] * out[1] >= S2D_MIN_OUTPUT
         and out[0] % 2 == 0
         and out[1] % 2 == 0
@@ -249,9 +258,9 @@ def conv_space_to_depth(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Arra
     XLA CPU's convolution runs far below its speed on narrow inputs and outputs: 1 -> 8
     channels 3x3 at 128x128 ran 4x faster this way, 8 -> 8 1.1-1.7x (more with the
     batch), although the block kernel holds 4 x 4 / 9 = 1.8x the multiply-adds (zeros).
-    :func:`_conv_lax` runs its forward pass and its input gradient this way, and its
-    weight gradient as XLA's (faster there: the block convolution's weight gradient ran
-    1.4x slower at 8 -> 8, batch 256). Gradients also flow through it directly.
+    :func:`_conv_lax` runs its forward pass this way and both gradients as XLA's (the
+    block convolution's weight gradient ran 1.4x slower at 8 -> 8, batch 256; its input
+    gradient made train steps slower). Gradients also flow through it directly.
     """
     kh, kw, cin, cout = kernel.shape
     b, h, w, _ = x.shape
@@ -373,8 +382,8 @@ def _conv_lax(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.A
     keeps the swapped layout and falls back to a generic loop: 3x slower for a stride-1
     3x3 conv, 2x for a whole VAE's backward pass. Here the flipped, swapped kernel is
     built explicitly, behind an optimisation barrier that keeps XLA from folding the
-    transpose back into the convolution. The forward pass and, for stride 1, that input
-    gradient run as :func:`_forward` (narrow convolutions over 2x2 blocks).
+    transpose back into the convolution. The forward pass runs as :func:`_forward`
+    (some narrow convolutions over 2x2 blocks).
     """
     return _forward(x, kernel, stride, pads)
 
@@ -403,12 +412,9 @@ def _conv2d_bwd(stride, pads, res, g):
             (k - 1 - lo, k - 1 - hi + (n + lo + hi - k) % stride)
             for (lo, hi), n, k in zip(pads, x.shape[1:3], kernel.shape[:2], strict=True)
         ]
-        if stride == 1:
-            dx = _forward(g, flipped.astype(g.dtype), 1, tuple(back))
-        else:
-            dx = jax.lax.conv_general_dilated(
-                g, flipped.astype(g.dtype), (1, 1), back, (stride, stride), dimension_numbers=_NHWC
-            )
+        dx = jax.lax.conv_general_dilated(
+            g, flipped.astype(g.dtype), (1, 1), back, (stride, stride), dimension_numbers=_NHWC
+        )
     _, weight_vjp = jax.vjp(lambda w: _lax_conv(x, w, stride, pads), kernel)
     return dx, weight_vjp(g)[0]
 
