@@ -86,6 +86,14 @@ def depth_to_space(x: jax.Array, s: int) -> jax.Array:
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c // (s * s))
 
 
+def space_to_depth(x: jax.Array, s: int) -> jax.Array:
+    """[B, H*s, W*s, C] -> [B, H, W, s*s*C] (phase-major channels): the inverse of
+    :func:`depth_to_space`."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // s, s, w // s, s, c)
+    return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // s, w // s, s * s * c)
+
+
 def _phases(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     w, pad = phase_kernel(kernel, stride)
     return depth_to_space(conv2d(x, w.astype(x.dtype), 1, (pad, pad)), stride)
@@ -227,14 +235,6 @@ def _forward(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Ar
     return _lax_conv(x, kernel, stride, pads)
 
 
-def space_to_depth(x: jax.Array, s: int) -> jax.Array:
-    """[B, H*s, W*s, C] -> [B, H, W, s*s*C] (phase-major channels): the inverse of
-    :func:`depth_to_space`."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // s, s, w // s, s, c)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // s, w // s, s * s * c)
-
-
 def _block_selection(k: int) -> np.ndarray:
     """S[d, p, r, t] = 1 where tap t links input phase p of block offset d to output phase
     r (t = 2d + p - r) in a stride-1 convolution over 2x2 blocks."""
@@ -263,9 +263,9 @@ def conv_space_to_depth(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Arra
     gradient made train steps slower). Gradients also flow through it directly.
     """
     kh, kw, cin, cout = kernel.shape
-    b, h, w, _ = x.shape
-    (pt, pb), (pl, pr) = pads
-    ho, wo = h + pt + pb - kh + 1, w + pl + pr - kw + 1
+    _, h, w, _ = x.shape
+    (pt, _), (pl, _) = pads
+    ho, wo = _output_size(x.shape, kernel.shape, 1, pads)
     mh, mw = kh // 2 + 1, kw // 2 + 1
     # Output block i reads padded rows 2i .. 2i + 2mh - 1: pad to ho/2 + mh - 1 whole blocks.
     xp = jnp.pad(
