@@ -191,34 +191,34 @@ def test_conv_to_one_channel_equals_lax(k, chunk_bytes, monkeypatch):
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
 @pytest.mark.parametrize("cin", [1, 3])
-def test_narrow_convs_over_2x2_blocks_equal_lax(k, cin, monkeypatch):
-    """From ``S2D_MIN_OUTPUT`` output pixels (forced to 1 here) a narrow stride-1 conv from
-    one channel, or on a batch of ``S2D_MIN_BATCH`` images, runs its forward pass over the
-    2x2 space-to-depth of its input: value and both gradients against lax, odd and even
-    kernels, uneven pads, non-square maps; odd output sizes and smaller batches of wider
-    inputs stay on lax's convolution."""
+def test_narrow_convs_by_taps_equal_lax(k, cin, monkeypatch):
+    """From ``NARROW_MIN_OUTPUT`` output pixels (forced to 1 here) a stride-1 conv with at
+    most ``NARROW_MAX_CHANNELS`` in and out runs its forward pass as the sum over its taps:
+    value and both gradients against lax, odd and even kernels, uneven pads, non-square
+    and odd-sized maps; wider convs, strided ones and smaller maps stay on lax's."""
     from jaxuad.models import layers
 
-    monkeypatch.setattr(layers, "S2D_MIN_OUTPUT", 1)
-    monkeypatch.setattr(layers, "S2D_MIN_BATCH", 2)
+    monkeypatch.setattr(layers, "NARROW_MIN_OUTPUT", 20)
     calls = []
-    s2d = layers.conv_space_to_depth
+    by_taps = layers.conv_by_taps
     monkeypatch.setattr(
-        layers, "conv_space_to_depth", lambda x, w, p: calls.append(x.shape) or s2d(x, w, p)
+        layers, "conv_by_taps", lambda x, w, p: calls.append(x.shape) or by_taps(x, w, p)
     )
-    w = jax.random.normal(jax.random.key(1), (k, k, cin, 4))
     uneven = ((k - 1, 0), (1, k - 2))
-    for shape, padding in (((2, 10, 12, cin), "SAME"), ((2, 10, 12, cin), uneven)):
+    for shape, cout, padding, stride, used in (
+        ((2, 10, 12, cin), 4, "SAME", 1, True),
+        ((1, 9, 7, cin), 4, uneven, 1, True),
+        ((2, 10, 12, cin), 9, "SAME", 1, False),  # wider than NARROW_MAX_CHANNELS
+        ((2, 10, 12, cin), 4, "SAME", 2, False),  # strided
+        ((2, 4, 4, cin), 4, "SAME", 1, False),  # 16 < 20 output pixels
+    ):
         x = jax.random.normal(jax.random.key(0), shape)
+        w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
         calls.clear()
-        mine = lambda x, w, p=padding: layers.conv2d(x, w, 1, p)
-        _assert_conv_equals_lax(mine, x, w, 1, padding)
-        assert calls and all(c == shape for c in calls)  # forward passes only
-    for shape in ((1, 9, 9, cin), (1, 10, 12, cin)):  # odd output; one image
-        calls.clear()
-        x = jax.random.normal(jax.random.key(0), shape)
-        _assert_conv_equals_lax(lambda x, w: layers.conv2d(x, w, 1, "SAME"), x, w, 1, "SAME")
-        assert bool(calls) == (cin == 1 and shape[1] % 2 == 0)
+        mine = lambda x, w, p=padding, s=stride: layers.conv2d(x, w, s, p)
+        _assert_conv_equals_lax(mine, x, w, stride, padding)
+        # forward passes only (an input gradient would come with cout channels)
+        assert bool(calls) == used and all(c == shape for c in calls), (shape, cout, stride)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -28,10 +28,10 @@ Stride-1 convolutions to one channel on large maps (every decoder's output layer
 variance network's last layer) run as :func:`conv_to_one_channel`: XLA CPU's convolution
 ran them 3-6x slower than a matrix product over all taps at once followed by a shifted
 sum, taken a few images at a time so that the per-tap products stay in cache. Narrow
-stride-1 convolutions on large maps (at most 8 channels in and out) from one channel
-(Chen's stem, the variance network's first layer), or on large batches (the last decoder
-block on LG's decoder samples), run forward over 2x2 blocks (:func:`conv_space_to_depth`:
-4x the channels on a quarter of the pixels, where XLA CPU's convolution is much faster).
+stride-1 convolutions on large maps (at most 8 channels in and out: Chen's stem and last
+decoder block, the variance network's first layer) run forward as the sum over their taps
+written out (:func:`conv_by_taps`), which XLA CPU fuses into loops 1.3-10x faster than its
+convolution there.
 
 Derivation (1-D, stride s, kernel w of size k, ``SAME`` padding with left pad p as in
 ``lax.conv_transpose``): the transposed conv is a cross-correlation of the s-dilated input,
@@ -84,14 +84,6 @@ def depth_to_space(x: jax.Array, s: int) -> jax.Array:
     b, h, w, c = x.shape
     x = x.reshape(b, h, w, s, s, c // (s * s))
     return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h * s, w * s, c // (s * s))
-
-
-def space_to_depth(x: jax.Array, s: int) -> jax.Array:
-    """[B, H*s, W*s, C] -> [B, H, W, s*s*C] (phase-major channels): the inverse of
-    :func:`depth_to_space`."""
-    b, h, w, c = x.shape
-    x = x.reshape(b, h // s, s, w // s, s, c)
-    return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, h // s, w // s, s * s * c)
 
 
 def _phases(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
@@ -187,14 +179,14 @@ IM2COL_MAX_OUTPUT = {1: 4, 2: 16}  # by stride: output pixels (h * w) up to whic
 # wins, measured on 2 CPU cores (stride 1: 2x2 x 256 channels 16x faster, 4x4 slower).
 
 
-S2D_MAX_CHANNELS = 8  # stride-1 convs with at most this many input and output channels,
-S2D_MIN_OUTPUT = 4096  # on maps of at least this many (even-sized) output pixels, from one
-S2D_MIN_BATCH = 256  # input channel or on batches of at least this many, run their forward
-# pass as conv_space_to_depth. Measured on 2 CPU cores, 3x3 at 128x128, forward: 1 -> 8
-# channels at batch 64 44 -> 11 ms; 8 -> 8 1.7x at batch 256 (LG's decoder samples, the
-# variance network's training target), but inside batch-64 train steps 8 -> 8 over blocks
-# made gmvae's step 2 % slower, and with its input gradient over blocks too 15 % slower;
-# 8 -> 16 0.9x, 16 -> 16 0.7x alone.
+NARROW_MAX_CHANNELS = 8  # stride-1 convs with at most this many input and output channels
+NARROW_MIN_OUTPUT = 4096  # on maps of at least this many output pixels run their forward pass
+# as conv_by_taps. Measured on 2 CPU cores, 3x3, forward against XLA's convolution: 128x128,
+# batch 64: 1 -> 8 channels 4 against 45-50 ms, 8 -> 8 30 against 41-48 ms; batch 256, 8 -> 8
+# 88-101 against 131-163 ms; 64x64, batch 64: 1 -> 8 1.2-1.7 against 13.6 ms, 8 -> 8 7-9
+# against 10-12 ms. Wider ones lose (8 -> 16 52 against 45-48 ms, 16 -> 16 122 against 70);
+# one output channel goes to conv_to_one_channel (12 against 15 ms at 8 -> 1). Their input
+# gradient by taps made vae_chen's train step 0.76x as fast, so it stays XLA's.
 ONE_CHANNEL_MIN_OUTPUT = 4096  # output pixels from which a stride-1 conv to one channel
 # runs as conv_to_one_channel (measured at 64x64 and 128x128, 8/16/32 -> 1 channels).
 ONE_CHANNEL_CHUNK_BYTES = 3 << 20  # per-tap products held at once (see conv_to_one_channel)
@@ -207,7 +199,7 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
     :func:`conv_im2col`, stride-1 convolutions to one channel on maps of at least
     ``ONE_CHANNEL_MIN_OUTPUT`` pixels as :func:`conv_to_one_channel`, the rest through
     ``lax`` with its own input gradient (:func:`_conv_lax`; narrow ones forward by
-    :func:`conv_space_to_depth`)."""
+    :func:`conv_by_taps`)."""
     pads = explicit_pads(x.shape, kernel.shape, stride, padding)
     out = _output_size(x.shape, kernel.shape, stride, pads)
     if out[0] * out[1] <= IM2COL_MAX_OUTPUT.get(stride, 0):
@@ -217,65 +209,41 @@ def conv2d(x: jax.Array, kernel: jax.Array, stride: int, padding) -> jax.Array:
     return _conv_lax(x, kernel, stride, pads)
 
 
+def conv_by_taps(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
+    """A stride-1 convolution (NHWC x, HWIO kernel, explicit ``pads``) written out: the sum
+    over the kh * kw taps of the shifted, padded input's per-pixel product with that tap's
+    [cin, cout] weights.
+
+    XLA compiles it to a few loop fusions that read each input pixel's cin values once per
+    tap. XLA CPU's own convolution runs far below its speed on narrow inputs and outputs:
+    this is 1.3-1.6x faster at 8 -> 8 channels and 10x from one channel (see
+    ``NARROW_MAX_CHANNELS``). Gradients flow through it directly, but :func:`_conv_lax`
+    uses it for its forward pass only.
+    """
+    kh, kw, _, _ = kernel.shape
+    ho, wo = _output_size(x.shape, kernel.shape, 1, pads)
+    zero = jnp.zeros((), x.dtype)
+    xp = jax.lax.pad(x, zero, ((0, 0, 0), (*pads[0], 0), (*pads[1], 0), (0, 0, 0)))
+    w = kernel.astype(x.dtype)
+    return sum(
+        jnp.sum(xp[:, i : i + ho, j : j + wo, :, None] * w[i, j], axis=-2)
+        for i in range(kh)
+        for j in range(kw)
+    )
+
+
 def _forward(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
-    """The convolution itself: over 2x2 blocks (:func:`conv_space_to_depth`) where it is
-    stride-1, narrow (at most ``S2D_MAX_CHANNELS`` in and out), large (at least
-    ``S2D_MIN_OUTPUT`` even-sized output pixels) and either from one channel or on a batch
-    of at least ``S2D_MIN_BATCH``, else XLA's."""
+    """The convolution itself: :func:`conv_by_taps` where it is stride-1, narrow (at most
+    ``NARROW_MAX_CHANNELS`` in and out) and large (at least ``NARROW_MIN_OUTPUT`` output
+    pixels), else XLA's."""
     out = _output_size(x.shape, kernel.shape, stride, pads)
     if (
         stride == 1
-        and max(kernel.shape[2:]) <= S2D_MAX_CHANNELS
-        and (kernel.shape[2] == 1 or x.shape[0] >= S2D_MIN_BATCH)
-        and out[0] * out[1] >= S2D_MIN_OUTPUT
-        and out[0] % 2 == 0
-        and out[1] % 2 == 0
+        and max(kernel.shape[2:]) <= NARROW_MAX_CHANNELS
+        and out[0] * out[1] >= NARROW_MIN_OUTPUT
     ):
-        return conv_space_to_depth(x, kernel, pads)
+        return conv_by_taps(x, kernel, pads)
     return _lax_conv(x, kernel, stride, pads)
-
-
-def _block_selection(k: int) -> np.ndarray:
-    """S[d, p, r, t] = 1 where tap t links input phase p of block offset d to output phase
-    r (t = 2d + p - r) in a stride-1 convolution over 2x2 blocks."""
-    m = k // 2 + 1
-    sel = np.zeros((m, 2, 2, k), np.float32)
-    for d in range(m):
-        for p in range(2):
-            for r in range(2):
-                if 0 <= 2 * d + p - r < k:
-                    sel[d, p, r, 2 * d + p - r] = 1.0
-    return sel
-
-
-def conv_space_to_depth(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Array:
-    """A stride-1 convolution (NHWC x, HWIO kernel, explicit ``pads``, even output size)
-    computed over 2x2 blocks: the padded input's space-to-depth ([H/2, W/2, 4 cin]) is
-    convolved with a [k//2 + 1, k//2 + 1, 4 cin, 4 cout] kernel, a fixed 0/1 rearrangement
-    of ``kernel`` (output phase r of block i reads input phase p of block i + d through tap
-    2d + p - r), and the output phases go back to space by depth-to-space.
-
-    XLA CPU's convolution runs far below its speed on narrow inputs and outputs: 1 -> 8
-    channels 3x3 at 128x128 ran 4x faster this way, 8 -> 8 1.1-1.7x (more with the
-    batch), although the block kernel holds 4 x 4 / 9 = 1.8x the multiply-adds (zeros).
-    :func:`_conv_lax` runs its forward pass this way and both gradients as XLA's (the
-    block convolution's weight gradient ran 1.4x slower at 8 -> 8, batch 256; its input
-    gradient made train steps slower). Gradients also flow through it directly.
-    """
-    kh, kw, cin, cout = kernel.shape
-    _, h, w, _ = x.shape
-    (pt, _), (pl, _) = pads
-    ho, wo = _output_size(x.shape, kernel.shape, 1, pads)
-    mh, mw = kh // 2 + 1, kw // 2 + 1
-    # Output block i reads padded rows 2i .. 2i + 2mh - 1: pad to ho/2 + mh - 1 whole blocks.
-    xp = jnp.pad(
-        x, ((0, 0), (pt, ho + 2 * mh - 2 - h - pt), (pl, wo + 2 * mw - 2 - w - pl), (0, 0))
-    )
-    blocks = jnp.einsum(
-        "aprt,bqsu,tuco->abpqcrso", _block_selection(kh), _block_selection(kw), kernel
-    ).reshape(mh, mw, 4 * cin, 4 * cout)
-    y = _lax_conv(space_to_depth(xp, 2), blocks.astype(x.dtype), 1, ((0, 0), (0, 0)))
-    return depth_to_space(y, 2)
 
 
 def _chunk_size(batch: int, bytes_per_image: int) -> int:
@@ -383,7 +351,7 @@ def _conv_lax(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.A
     3x3 conv, 2x for a whole VAE's backward pass. Here the flipped, swapped kernel is
     built explicitly, behind an optimisation barrier that keeps XLA from folding the
     transpose back into the convolution. The forward pass runs as :func:`_forward`
-    (some narrow convolutions over 2x2 blocks).
+    (narrow convolutions by :func:`conv_by_taps`).
     """
     return _forward(x, kernel, stride, pads)
 
