@@ -69,11 +69,11 @@ def test_erosion_equals_scipy(iterations):
         np.testing.assert_array_equal(got, R.binary_erosion(m, iterations), err_msg=name)
 
 
-# Connected-component kernels: () is the dense sweep alone; TIERS puts masks of up to 16,
-# 256 or 791 foreground voxels on the sparse kernel (SHAPE has 792 voxels), fuller ones on
-# the dense one.
-TIERS = (16, 256, 791)
-KERNELS = pytest.mark.parametrize("caps", [(), TIERS], ids=["dense", "tiered"])
+# Connected-component kernels: () is the dense sweep alone; TIERS puts masks of up to 4,
+# 48 or 396 runs (SHAPE holds at most 9 * 11 * 4 = 396) on the run kernel, so every mask
+# takes one of its tiers; TIERS[:2] sends masks of more than 48 runs to the dense sweep.
+TIERS = (4, 48, 396)
+KERNELS = pytest.mark.parametrize("caps", [(), TIERS], ids=["dense", "runs"])
 
 
 @KERNELS
@@ -89,6 +89,21 @@ def test_labels_equal_scipy(connectivity, p, caps):
             np.testing.assert_array_equal(np.asarray(labels), want, err_msg=name)
 
 
+@pytest.mark.parametrize("connectivity", [6, 26])
+@pytest.mark.parametrize("shape", [(3, 4, 32), (2, 3, 33), (3, 2, 70), (1, 1, 1), (4, 1, 5)])
+def test_run_kernel_across_word_boundaries(shape, connectivity):
+    """Lines of exactly one word, just over one, several, a single voxel, one column: runs
+    that cross words, start or end on a word's first or last bit."""
+    rng = np.random.default_rng(7)
+    caps = (K.max_runs(shape),)
+    for p in (0.3, 0.6, 0.9, 1.0):
+        m = rng.uniform(size=shape) < p
+        labels, n = jitted("label", connectivity, caps)(m)
+        want, n_want = R.label(m, connectivity)
+        assert int(n) == n_want
+        np.testing.assert_array_equal(np.asarray(labels), want)
+
+
 @KERNELS
 def test_label_converges_on_a_long_snake(caps):
     """One component that winds through the whole volume: many sweeps without jumping."""
@@ -96,15 +111,28 @@ def test_label_converges_on_a_long_snake(caps):
     m[:, ::2, :] = True
     for i in range(1, 16, 2):  # connect alternate ends of the rows
         m[:, i, 0 if i % 4 == 3 else -1] = True
-    labels, n = jitted("label", 6, caps and (int(m.sum()),))(m)
+    labels, n = jitted("label", 6, caps and (K.max_runs(m.shape),))(m)
     assert int(n) == 1 and np.array_equal(np.asarray(labels) > 0, m)
 
 
+def test_runs_of_one_line_joined_through_another():
+    """Runs 0-1, 3 and 5 of one line touch a single run 0-5 of the line before (and
+    nothing else): the chain of a line's runs covered by one run of another."""
+    m = np.zeros((2, 1, 6), bool)
+    m[0, 0, :] = True
+    m[1, 0, [0, 1, 3, 5]] = True
+    for connectivity in (6, 26):
+        labels, n = K.label(m, connectivity, (K.max_runs(m.shape),))
+        assert int(n) == 1 and np.array_equal(np.asarray(labels), m.astype(np.int32))
+
+
 def test_batch_takes_each_volume_to_its_own_tier():
-    """A batch of an empty, a sparse and a full mask (three different kernels), whole:
+    """A batch of an empty, a sparse and a noisy mask (three different kernels), whole:
     every volume labelled as SciPy labels it alone."""
     rng = np.random.default_rng(5)
-    batch = np.stack([np.zeros(SHAPE, bool), rng.uniform(size=SHAPE) < 0.1, np.ones(SHAPE, bool)])
+    batch = np.stack(
+        [np.zeros(SHAPE, bool), rng.uniform(size=SHAPE) < 0.1, rng.uniform(size=SHAPE) < 0.5]
+    )
     for connectivity in (6, 26):
         labels, n = jitted("label", connectivity, TIERS[:2])(batch)
         for i, m in enumerate(batch):
@@ -113,23 +141,26 @@ def test_batch_takes_each_volume_to_its_own_tier():
             np.testing.assert_array_equal(np.asarray(labels[i]), want)
 
 
-def test_compact_lists_the_first_true_entries():
+def test_compact_words_lists_the_first_set_bits():
     rng = np.random.default_rng(2)
     for size in (32, 33, 1000):
         for p in (0.0, 0.02, 0.5, 1.0):
             flat = rng.uniform(size=size) < p
+            words = K.pack_lines(flat.reshape(1, 1, size)).ravel()
+            bits = words.size * 32
             for capacity in (5, size):
-                got = np.asarray(jax.jit(K.compact, static_argnums=1)(flat, capacity))
-                want = np.flatnonzero(flat)[:capacity]
+                got = np.asarray(jax.jit(K.compact_words, static_argnums=1)(words, capacity))
+                want = np.flatnonzero(flat)[:capacity]  # positions within the padded words
                 np.testing.assert_array_equal(got[: want.size], want)
-                assert (got[want.size :] == size).all()
+                assert (got[want.size :] == bits).all()
 
 
-def test_sparse_tiers_for_a_volume_size():
-    assert K.capacities_for(91 * 109 * 91) == K.SPARSE_CAPACITIES
-    assert K.capacities_for(64**3) == (4096, 32768)  # 131072 > a quarter of 262144
-    assert K.capacities_for(792) == ()
-    assert K.capacities_for(792, (900, 256, 16, 0)) == (16, 256)
+def test_run_tiers_for_a_volume_shape():
+    assert K.max_runs((91, 109, 91)) == 91 * 109 * 46
+    assert K.capacities_for((91, 109, 91)) == K.RUN_CAPACITIES
+    assert K.capacities_for((64, 64, 64)) == (4096, 16384)  # 65536 > a quarter of 131072
+    assert K.capacities_for(SHAPE) == ()
+    assert K.capacities_for(SHAPE, (900, 396, 48, 4, 0)) == (4, 48, 396)
 
 
 @KERNELS
@@ -206,8 +237,7 @@ def test_priors_zero_residuals_before_filtering():
 def test_auto_components_fall_back_to_scipy(residual_case, monkeypatch):
     residual, mask = residual_case
     post = P.Postprocessor(EvaluateConfig(components="auto"))
-    assert post.components_backend == ("scipy" if jax.default_backend() == "cpu" else "jax")
-    post.components_backend = "jax"  # as on a GPU
+    assert post.components_backend == "jax"  # on every device, CPU included
 
     def fail(*a, **k):
         raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: out of memory")
@@ -231,3 +261,19 @@ def test_bad_settings_are_config_errors():
     ):
         with pytest.raises(ConfigError):
             P.Postprocessor(EvaluateConfig(**bad))
+
+
+def test_components_equal_scipy_on_real_scans():
+    """The MSLUB patients (../shared): thresholded FLAIR residuals (1.4-4k runs each, the run
+    kernel's default tiers) and the expert lesion masks, batched as bin/bench-postprocess
+    times them."""
+    from jaxuad.bench.postprocess import real_cases
+    from tests.conftest import require_shared_data
+
+    seg, lesions, pred = real_cases(str(require_shared_data() / "mslub"))
+    got = np.asarray(jitted("remove_small_components", 6, 26)(seg))
+    for i in range(len(seg)):
+        np.testing.assert_array_equal(got[i], R.remove_small_components(seg[i], 6, 26))
+    hit, n = jax.jit(lambda t, p: K.components_hit(t, p, 26))(lesions, pred)
+    for i in range(len(seg)):
+        assert (int(hit[i]), int(n[i])) == R.components_hit(lesions[i], pred[i], 26)

@@ -31,6 +31,12 @@ def residual_volume(seed: int):
     return np.abs(x - ndimage.gaussian_filter(x, 1.5)) * s.brainmask, s.brainmask
 
 
+def runs(masks: np.ndarray) -> int:
+    """Runs (maximal stretches of foreground along the last axis) in a batch of masks."""
+    m = np.asarray(masks, bool)
+    return int((m[..., 1:] & ~m[..., :-1]).sum() + m[..., 0].sum())
+
+
 def _time(fn, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -40,7 +46,35 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure(n_subjects: int, repeats: int) -> list[dict]:
+def real_cases(folder: str):
+    """From an MSLUB-like folder (``sub-<id>_FLAIR``, ``_brainmask``, ``_lesion`` NIfTI):
+    each patient's FLAIR residual |x - Gaussian(x, 1.5)| inside the brain, median filtered
+    and masked by the eroded brain, thresholded at its own 95th percentile of brain voxels;
+    the lesion masks; and the same residual at its 98th percentile (what lesions are hit by)."""
+    from pathlib import Path
+
+    from scipy import ndimage
+
+    from jaxuad.data.nifti import read_nifti
+    from jaxuad.data.preprocess import normalize
+    from jaxuad.postprocess import reference as R
+
+    seg, lesions, pred = [], [], []
+    for flair in sorted(Path(folder).glob("sub-*_FLAIR.nii.gz")):
+        stem = str(flair)[: -len("_FLAIR.nii.gz")]
+        brain = read_nifti(stem + "_brainmask.nii.gz")[0] > 0
+        x = normalize(read_nifti(flair)[0], brain, "minmax")
+        f = R.median_filter(np.abs(x - ndimage.gaussian_filter(x, 1.5)) * brain, 5)
+        f = f * R.binary_erosion(brain, 3)
+        seg.append(f > np.percentile(f[brain], 95))
+        pred.append(f > np.percentile(f[brain], 98))
+        lesions.append(read_nifti(stem + "_lesion.nii.gz")[0] > 0)
+    if not seg:
+        raise SystemExit(f"bin/bench-postprocess: no sub-*_FLAIR.nii.gz in {folder}")
+    return np.stack(seg), np.stack(lesions), np.stack(pred)
+
+
+def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dict]:
     import jax
 
     from jaxuad.postprocess import kernels as K
@@ -78,12 +112,18 @@ def measure(n_subjects: int, repeats: int) -> list[dict]:
             )
             for q, t in taus.items()
         },
-        # the whole brain as one component: more foreground than the largest sparse tier,
-        # so the dense kernel runs (the worst case)
-        "components, brain mask (dense kernel)": (
+        # the whole brain as one component of ~140k voxels (but only ~4k runs)
+        "components, brain mask": (
             cc,
             lambda m: R.remove_small_components(m, 6, 26),
             masks,
+        ),
+        # noise: half the voxels, ~230k runs, more than the largest run tier, so the dense
+        # kernel runs (the worst case; no post-processed residual looks like this)
+        "components, random half of the voxels (dense kernel)": (
+            cc,
+            lambda m: R.remove_small_components(m, 6, 26),
+            np.random.default_rng(0).uniform(size=masks.shape) < 0.5,
         ),
         "whole pipeline": (
             jax.jit(
@@ -100,10 +140,23 @@ def measure(n_subjects: int, repeats: int) -> list[dict]:
             (res, masks),
         ),
     }
+    if mslub:
+        seg, lesions, pred = real_cases(mslub)
+        steps["components, MSLUB FLAIR residual > its 95th percentile"] = (
+            cc,
+            lambda s: R.remove_small_components(s, 6, 26),
+            seg,
+        )
+        steps["lesion-wise detection, MSLUB lesions hit by residual > 98th percentile"] = (
+            jax.jit(lambda t, p: jax.numpy.stack(K.components_hit(t, p, 26), -1)),
+            lambda t, p: np.array(R.components_hit(t, p, 26)),
+            (lesions, pred),
+        )
     rows = []
     for name, (jfn, sfn, data) in steps.items():
         args = data if isinstance(data, tuple) else (data,)
-        for label, batch in (("1 volume", 1), (f"cohort of {n_subjects}", n_subjects)):
+        cohort = len(args[0])
+        for label, batch in (("1 volume", 1), (f"cohort of {cohort}", cohort)):
             a = tuple(x[:batch] for x in args)
             t0 = time.perf_counter()
             compiled = jfn.lower(*a).compile()
@@ -122,7 +175,12 @@ def measure(n_subjects: int, repeats: int) -> list[dict]:
                     "step": name,
                     "data": label,
                     "foreground_voxels_per_volume": (
-                        int(a[0].sum()) // batch if name.startswith("components") else None
+                        int(a[0].sum()) // batch if "components" in name or "lesion" in name
+                        else None
+                    ),
+                    "runs_per_volume": (
+                        runs(a[0]) // batch if "components" in name or "lesion" in name
+                        else None
                     ),
                     "jax_s": t_jax,
                     "scipy_s": t_scipy,
@@ -144,6 +202,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--repeats", type=int, default=3, help="timed runs per cell (default: %(default)s)"
     )
+    p.add_argument(
+        "--mslub",
+        metavar="DIR",
+        help="also time connected components on real scans: a folder of sub-<id>_FLAIR, "
+        "_brainmask and _lesion NIfTI (e.g. ../shared/data/mslub)",
+    )
     p.add_argument("--out", default="bench-out", help="folder for postprocess.{json,md}")
     args = p.parse_args(argv)
 
@@ -151,16 +215,17 @@ def main(argv=None) -> int:
 
     import jaxuad  # noqa: F401  (jaxuad's XLA defaults)
 
-    rows = measure(args.subjects, args.repeats)
+    rows = measure(args.subjects, args.repeats, args.mslub)
     lines = [
-        "| step | data | foreground voxels / volume | JAX [s] | SciPy [s] | SciPy / JAX "
-        "| JAX compile [s] |",
-        "|---|---|---|---|---|---|---|",
+        "| step | data | foreground voxels / volume | runs / volume | JAX [s] | SciPy [s] "
+        "| SciPy / JAX | JAX compile [s] |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        fg = r["foreground_voxels_per_volume"]
+        fg, n = r["foreground_voxels_per_volume"], r["runs_per_volume"]
         lines.append(
-            f"| {r['step']} | {r['data']} | {'' if fg is None else fg} | {r['jax_s']:.4f} | "
+            f"| {r['step']} | {r['data']} | {'' if fg is None else fg} | "
+            f"{'' if n is None else n} | {r['jax_s']:.4f} | "
             f"{r['scipy_s']:.4f} | "
             f"{r['speedup']:.2f}x | {r['jax_compile_s']:.1f} |"
         )
@@ -169,6 +234,7 @@ def main(argv=None) -> int:
         "device": str(jax.devices()[0]),
         "volume": [91, 109, 91],
         "subjects": args.subjects,
+        "mslub": args.mslub,
         "repeats": args.repeats,
     }
     write_results(args.out, "postprocess", meta, rows, table)

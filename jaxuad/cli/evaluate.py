@@ -27,7 +27,7 @@ post-processing settings (--set evaluate.KEY=VALUE):
   median_size=5  erosion_iterations=3  min_component_size=6  connectivity=26 (6|26)
   percentile=98  fpr_levels=0.1,0.5,1,5  seg_threshold=percentile (or fpr<x>)
   positive_only=false  hyperintensity_quantile=0 (off)
-  backend=jax (jax|scipy)  components=auto (auto|jax|scipy; auto: SciPy on CPU, JAX on GPU)
+  backend=jax (jax|scipy)  components=auto (auto|jax|scipy; auto: JAX, SciPy where JAX fails)
 
 example:
   jaxuad-evaluate --pred pred/lesion --data phantom/lesion --healthy pred/healthy --out report/
