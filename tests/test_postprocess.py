@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxuad import postprocess as P
+from jaxuad.bench.postprocess import runs
 from jaxuad.config import ConfigError, EvaluateConfig
 from jaxuad.postprocess import kernels as K
 from jaxuad.postprocess import reference as R
@@ -71,7 +72,7 @@ def test_erosion_equals_scipy(iterations):
 
 # Connected-component kernels: () is the dense sweep alone; TIERS puts masks of up to 4,
 # 48 or 396 runs (SHAPE holds at most 9 * 11 * 4 = 396) on the run kernel, so every mask
-# takes one of its tiers; TIERS[:2] sends masks of more than 48 runs to the dense sweep.
+# takes one of its tiers.
 TIERS = (4, 48, 396)
 KERNELS = pytest.mark.parametrize("caps", [(), TIERS], ids=["dense", "runs"])
 
@@ -126,19 +127,23 @@ def test_runs_of_one_line_joined_through_another():
         assert int(n) == 1 and np.array_equal(np.asarray(labels), m.astype(np.int32))
 
 
-def test_batch_takes_each_volume_to_its_own_tier():
-    """A batch of an empty, a sparse and a noisy mask (three different kernels), whole:
-    every volume labelled as SciPy labels it alone."""
+def test_batch_takes_the_tier_of_its_fullest_mask():
+    """An empty and a sparse mask, whole, take a run tier; with a noisy mask (over 96 runs)
+    the same batch takes the dense kernel. Either way every volume is labelled as SciPy
+    labels it alone."""
     rng = np.random.default_rng(5)
     batch = np.stack(
         [np.zeros(SHAPE, bool), rng.uniform(size=SHAPE) < 0.1, rng.uniform(size=SHAPE) < 0.5]
     )
+    tiers = (4, 96)
+    assert max(map(runs, batch[:2])) <= tiers[1] < runs(batch[2])
     for connectivity in (6, 26):
-        labels, n = jitted("label", connectivity, TIERS[:2])(batch)
-        for i, m in enumerate(batch):
-            want, n_want = R.label(m, connectivity)
-            assert int(n[i]) == n_want
-            np.testing.assert_array_equal(np.asarray(labels[i]), want)
+        for volumes in (batch[:2], batch):
+            labels, n = jitted("label", connectivity, tiers)(volumes)
+            for i, m in enumerate(volumes):
+                want, n_want = R.label(m, connectivity)
+                assert int(n[i]) == n_want
+                np.testing.assert_array_equal(np.asarray(labels[i]), want)
 
 
 def test_compact_words_lists_the_first_set_bits():

@@ -20,15 +20,22 @@ import numpy as np
 from jaxuad.bench import write_results
 
 
-def residual_volume(seed: int):
+def blur_residual(image: np.ndarray, brainmask: np.ndarray) -> np.ndarray:
+    """A residual with a lesion-like structure and no model: the min-max normalised image
+    minus a Gaussian blur of it (sigma 1.5), inside the brain mask."""
     from scipy import ndimage
 
-    from jaxuad.data import phantom
     from jaxuad.data.preprocess import normalize
 
+    x = normalize(image, brainmask, "minmax")
+    return np.abs(x - ndimage.gaussian_filter(x, 1.5)) * brainmask
+
+
+def residual_volume(seed: int):
+    from jaxuad.data import phantom
+
     s = phantom.make_subject(seed, "ms" if seed % 2 else "tumour")
-    x = normalize(s.images["FLAIR"], s.brainmask, "minmax")
-    return np.abs(x - ndimage.gaussian_filter(x, 1.5)) * s.brainmask, s.brainmask
+    return blur_residual(s.images["FLAIR"], s.brainmask), s.brainmask
 
 
 def runs(masks: np.ndarray) -> int:
@@ -48,23 +55,19 @@ def _time(fn, repeats: int) -> float:
 
 def real_cases(folder: str):
     """From an MSLUB-like folder (``sub-<id>_FLAIR``, ``_brainmask``, ``_lesion`` NIfTI):
-    each patient's FLAIR residual |x - Gaussian(x, 1.5)| inside the brain, median filtered
-    and masked by the eroded brain, thresholded at its own 95th percentile of brain voxels;
+    each patient's FLAIR :func:`blur_residual`, median filtered and masked by the eroded
+    brain, thresholded at its own 95th percentile of brain voxels;
     the lesion masks; and the same residual at its 98th percentile (what lesions are hit by)."""
     from pathlib import Path
 
-    from scipy import ndimage
-
     from jaxuad.data.nifti import read_nifti
-    from jaxuad.data.preprocess import normalize
     from jaxuad.postprocess import reference as R
 
     seg, lesions, pred = [], [], []
     for flair in sorted(Path(folder).glob("sub-*_FLAIR.nii.gz")):
         stem = str(flair)[: -len("_FLAIR.nii.gz")]
         brain = read_nifti(stem + "_brainmask.nii.gz")[0] > 0
-        x = normalize(read_nifti(flair)[0], brain, "minmax")
-        f = R.median_filter(np.abs(x - ndimage.gaussian_filter(x, 1.5)) * brain, 5)
+        f = R.median_filter(blur_residual(read_nifti(flair)[0], brain), 5)
         f = f * R.binary_erosion(brain, 3)
         seg.append(f > np.percentile(f[brain], 95))
         pred.append(f > np.percentile(f[brain], 98))
@@ -158,6 +161,7 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
         cohort = len(args[0])
         for label, batch in (("1 volume", 1), (f"cohort of {cohort}", cohort)):
             a = tuple(x[:batch] for x in args)
+            masks_in = "components" in name or "lesion" in name  # a[0] is a mask
             t0 = time.perf_counter()
             compiled = jfn.lower(*a).compile()
             compile_s = time.perf_counter() - t0
@@ -175,13 +179,9 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
                     "step": name,
                     "data": label,
                     "foreground_voxels_per_volume": (
-                        int(a[0].sum()) // batch if "components" in name or "lesion" in name
-                        else None
+                        int(a[0].sum()) // batch if masks_in else None
                     ),
-                    "runs_per_volume": (
-                        runs(a[0]) // batch if "components" in name or "lesion" in name
-                        else None
-                    ),
+                    "runs_per_volume": runs(a[0]) // batch if masks_in else None,
                     "jax_s": t_jax,
                     "scipy_s": t_scipy,
                     "speedup": t_scipy / t_jax,
@@ -215,7 +215,13 @@ def main(argv=None) -> int:
 
     import jaxuad  # noqa: F401  (jaxuad's XLA defaults)
 
-    rows = measure(args.subjects, args.repeats, args.mslub)
+    from jaxuad.data.nifti import DataError
+
+    try:
+        rows = measure(args.subjects, args.repeats, args.mslub)
+    except DataError as e:  # a missing or unreadable scan under --mslub
+        print(f"bin/bench-postprocess: {e}", file=sys.stderr)
+        return 2
     lines = [
         "| step | data | foreground voxels / volume | runs / volume | JAX [s] | SciPy [s] "
         "| SciPy / JAX | JAX compile [s] |",

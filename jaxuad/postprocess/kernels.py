@@ -262,15 +262,14 @@ def _merge_roots(start: jax.Array, links: jax.Array) -> jax.Array:
 
 
 def _run_components(
-    words: jax.Array, first: jax.Array, shape, connectivity: int, capacity: int
+    first: jax.Array, last: jax.Array, shape, connectivity: int, capacity: int
 ) -> _Components:
-    """Components of a mask with at most ``capacity`` runs (``words``: its
-    :func:`pack_lines`; ``first``: the runs' first voxels as bits). Slots are runs in
-    raster order; empty slots are their own roots."""
+    """Components of a mask with at most ``capacity`` runs (``first``, ``last``: its runs'
+    first and last voxels as bits of :func:`pack_lines`' layout, from :func:`_run_edges`).
+    Slots are runs in raster order; empty slots are their own roots."""
     x_size, y_size, z_size = shape
-    lines, per_line = words.shape
+    lines, per_line = first.shape
     bits = per_line * _WORD
-    last = _run_edges(words)[1]
     # Runs before each word, over the whole volume: of run starts, of run ends.
     counted = []
     for edge in (first, last):
@@ -396,23 +395,22 @@ def _by_components(per_volume, masks: jax.Array, connectivity: int, capacities, 
         raise ValueError(f"volume of shape {shape} is too large for int32 labels")
     tiers = capacities_for(shape, capacities)
 
-    def dense(m, words, first, *o):
+    def dense(m, first, last, *o):
         return per_volume(m, _dense_components(m, connectivity), *o)
 
     def runs(capacity):
-        def kernel(m, words, first, *o):
-            found = _run_components(words, first, shape, connectivity, capacity)
+        def kernel(m, first, last, *o):
+            found = _run_components(first, last, shape, connectivity, capacity)
             return per_volume(m, found, *o)
 
         return jax.vmap(kernel)
 
     if not tiers:
         return jax.vmap(dense)(masks, None, None, *more)
-    words = jax.vmap(pack_lines)(masks)
-    first = jax.vmap(lambda w: _run_edges(w)[0])(words)
+    first, last = jax.vmap(lambda m: _run_edges(pack_lines(m)))(masks)
     count = jnp.max(jnp.sum(_popcount(first), axis=(1, 2)))
     tier = jnp.searchsorted(jnp.asarray(tiers), count)
-    return lax.switch(tier, [*map(runs, tiers), jax.vmap(dense)], masks, words, first, *more)
+    return lax.switch(tier, [*map(runs, tiers), jax.vmap(dense)], masks, first, last, *more)
 
 
 def _firsts(c: _Components) -> jax.Array:
@@ -432,8 +430,7 @@ def label(
     numbered 1..n in raster order (0 = background), and n. ``mask`` is one [X, Y, Z]
     volume or a [B, X, Y, Z] batch (pass batches whole rather than ``jax.vmap``-ing: a
     vmapped tier choice runs every tier; see :func:`_by_components`). ``capacities``: the
-    run kernel's tiers
-    (:func:`capacities_for`; ``()``: the dense kernel alone)."""
+    run kernel's tiers (:func:`capacities_for`; ``()``: the dense kernel alone)."""
     mask = jnp.asarray(mask)
     if mask.ndim == 3:
         labels, n = label(mask[None], connectivity, capacities)
@@ -462,8 +459,9 @@ def remove_small_components(
         return remove_small_components(seg[None], min_size, connectivity, capacities)[0]
 
     def one(m, c):
-        sizes = jnp.zeros(c.root.size + 1, jnp.int32).at[_per_component(c)].add(c.size)
-        return c.paint_flags(c.valid & (sizes[_per_component(c)] >= min_size))
+        component = _per_component(c)
+        sizes = jnp.zeros(c.root.size + 1, jnp.int32).at[component].add(c.size)
+        return c.paint_flags(c.valid & (sizes[component] >= min_size))
 
     return _by_components(one, seg, connectivity, capacities)
 
