@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -24,3 +25,19 @@ def write_results(out, name: str, meta: dict, rows: list[dict], table: str) -> N
     (out / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     (out / f"{name}.md").write_text(table + "\n")
     print(table)
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Each field's median over repeated measurements (dicts with the same numeric keys)."""
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def add_repeats_argument(parser) -> None:
+    """``--repeats``: how often each worker runs, in turn with the others (cells: medians)."""
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="times each worker runs, in turn with the others; cells are medians "
+        "(default: %(default)s)",
+    )

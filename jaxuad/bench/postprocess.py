@@ -214,7 +214,6 @@ def main(argv=None) -> int:
     import jax
 
     import jaxuad  # noqa: F401  (jaxuad's XLA defaults)
-
     from jaxuad.data.nifti import DataError
 
     try:

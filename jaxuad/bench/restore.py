@@ -7,7 +7,10 @@ each method runs to the machine's arithmetic limit.
 
 Models are freshly initialised at the paper configs (``vae_chen`` with its variance network
 at 128x128 for LG and MAP, ``anogan`` for the latent search): speed does not depend on the
-weights. Each measurement runs in its own subprocess; results go to JSON and a table.
+weights. Each measurement runs in its own subprocess; the workers for one method and batch
+(JAX, PyTorch, PyTorch with the allocator options) run in turn, ``--repeats`` times, and
+each cell is the median over repeats, so a slow phase of a shared machine hits every
+framework alike. Results go to JSON and a table.
 PyTorch runs twice: as installed, and with the glibc allocator options that jaxuad sets in
 its own process (:data:`jaxuad._runtime.MALLOC_OPTIONS`), which speed up PyTorch too.
 """
@@ -21,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from jaxuad.bench import write_results
+from jaxuad.bench import add_repeats_argument, median_of, write_results
 
 METHODS = ("lg_est", "lg_neural", "map", "anogan")
 PAPER_ANOGAN_S = 19.8547  # Baur et al. 2018, Table 2: seconds per AnoGAN reconstruction
@@ -184,7 +187,13 @@ def main(argv=None) -> int:
         default=[1, 16],
         help="images per compiled call, one measurement each (default: 1 16)",
     )
-    p.add_argument("--steps", type=int, default=10, help="timed iterations (default: 10)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=10,
+        help="timed iterations per measurement, after one untimed call (default: %(default)s)",
+    )
+    add_repeats_argument(p)
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument(
         "--out",
@@ -196,17 +205,26 @@ def main(argv=None) -> int:
     from jaxuad.bench.train import torch_available
 
     has_torch = not args.no_torch and torch_available()
+    workers = [("jax", "jax", None)]
+    if has_torch:
+        workers += [("torch", "torch", None), ("torch_malloc", "torch", malloc_env())]
     rows = []
     for method in args.methods:
         for batch in args.batches:
-            print(f"measuring {method} at batch {batch} ...", file=sys.stderr, flush=True)
-            row = {"method": method, "batch": batch}
-            row["jax"] = _worker("jax", method, batch, args.steps)
-            row["torch"] = row["torch_malloc"] = None
-            if has_torch:
-                row["torch"] = _worker("torch", method, batch, args.steps)
-                row["torch_malloc"] = _worker("torch", method, batch, args.steps, malloc_env())
-            rows.append(row)
+            runs = {name: [] for name, *_ in workers}
+            for rep in range(args.repeats):
+                print(
+                    f"measuring {method} at batch {batch} ({rep + 1}/{args.repeats}) ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for name, framework, env in workers:
+                    r = _worker(framework, method, batch, args.steps, env)
+                    if r is not None:
+                        runs[name].append(r)
+            row = {"method": method, "batch": batch, "torch": None, "torch_malloc": None}
+            row.update({name: median_of(v) if v else None for name, v in runs.items()})
+            rows.append({**row, "runs": runs})
     lines = [
         "| method | batch | JAX s/iter/image | compile [s] | GFLOP/iter/image | JAX GFLOP/s "
         "| PyTorch loop s/iter/image | PyTorch / JAX | PyTorch one image at a time / JAX "
@@ -227,7 +245,12 @@ def main(argv=None) -> int:
             f"| {fmt(tm)} | {ratio(one_image_at_a_time(rows, r['method'], 'torch_malloc'), j)} |"
         )
     table = "\n".join(lines)
-    meta = {"steps": args.steps, "image_size": 128, "paper_anogan_s": PAPER_ANOGAN_S}
+    meta = {
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "image_size": 128,
+        "paper_anogan_s": PAPER_ANOGAN_S,
+    }
     write_results(args.out, "restore", meta, rows, table)
     return 0
 

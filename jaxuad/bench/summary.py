@@ -28,7 +28,7 @@ from jaxuad.bench.restore import PAPER_ANOGAN_S, one_image_at_a_time, per_image
 
 QUICK = {
     "train": ["--models", "dae", "svae", "vae_chen", "anogan", "--steps", "5", "--repeats", "1"],
-    "restore": ["--steps", "3"],
+    "restore": ["--steps", "3", "--repeats", "1"],
     "postprocess": ["--subjects", "4", "--repeats", "1"],
 }
 

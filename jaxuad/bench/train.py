@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from jaxuad.bench import write_results
+from jaxuad.bench import add_repeats_argument, median_of, write_results
 
 MODELS = (
     "dae",
@@ -106,10 +105,6 @@ def _worker(framework: str, model: str, steps: int, defaults: bool, env=None) ->
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _median(runs: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-
-
 def torch_available() -> bool:
     r = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True)
     return r.returncode == 0
@@ -133,13 +128,7 @@ def main(argv=None) -> int:
         default=20,
         help="timed steps per measurement (default: %(default)s), after 3 warm-up steps",
     )
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=3,
-        help="times each worker runs, in turn with the others; cells are medians "
-        "(default: %(default)s)",
-    )
+    add_repeats_argument(p)
     p.add_argument(
         "--no-flags-compare",
         action="store_true",
@@ -173,7 +162,7 @@ def main(argv=None) -> int:
         cfg = _config(model)
         row = {"model": model, "batch_size": cfg.train.batch_size, "runs": runs}
         for name, *_ in workers:
-            row[name] = _median(runs[name]) if runs[name] else None
+            row[name] = median_of(runs[name]) if runs[name] else None
         rows.append(row)
 
     def ips(r, k):
