@@ -284,10 +284,9 @@ def _one_channel_fwd_chunk(x, kernel, pads):
     return sum(z[:, i : i + ho, j : j + wo, i, j] for i in range(kh) for j in range(kw))
 
 
-def _one_channel_grads_chunk(x, g, kernel, pads):
-    """(dx, d tap matrix) of one chunk: the output gradient shifted back by every tap
-    ([b, h, w, taps], zero where a tap falls outside the output) against the tap matrix
-    for dx, against x for the weights."""
+def _one_channel_dw_chunk(x, g, kernel, pads):
+    """The tap-matrix gradient of one chunk: the output gradient shifted back by every tap
+    ([b, h, w, taps], zero where a tap falls outside the output), contracted with x."""
     kh, kw, cin, cout = kernel.shape
     b, h, w, _ = x.shape
     (pt, _), (pl, _) = pads
@@ -300,8 +299,7 @@ def _one_channel_grads_chunk(x, g, kernel, pads):
         ],
         axis=-1,
     )
-    dx = back @ _tap_matrix(kernel).astype(g.dtype).T
-    return dx, jnp.einsum("bhwc,bhwm->cm", x, back)
+    return jnp.einsum("bhwc,bhwm->cm", x, back)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -314,8 +312,10 @@ def conv_to_one_channel(x: jax.Array, kernel: jax.Array, pads: Pads) -> jax.Arra
     backward at 64x64 and 128x128, provided the batch goes a few images at a time
     (``lax.map`` over chunks of at most ``ONE_CHANNEL_CHUNK_BYTES`` of products): over a
     whole batch of 64 the products left the cache and the gain was gone. The backward pass
-    is the same construction run back: the output gradient shifted by every tap, times
-    the transposed tap matrix (input gradient) or contracted with x (weight gradient).
+    is a correlation of the output gradient with the flipped kernel (one channel in, cin
+    out), run by :func:`conv_by_taps` over the whole batch (3.5-7x faster than the same
+    construction run back, 128x128, 8 and 32 channels), and the weight gradient the output
+    gradient shifted by every tap and contracted with x, chunk by chunk.
     """
     return _one_channel_fwd(x, kernel, pads)[0]
 
@@ -333,13 +333,14 @@ def _one_channel_fwd(x, kernel, pads):
 
 def _one_channel_bwd(pads, res, g):
     x, kernel = res
-    chunk = _one_channel_chunk(x, kernel)
-    dx, dtaps = _by_chunks(
-        lambda xc, gc: _one_channel_grads_chunk(xc, gc, kernel, pads), chunk, x, g
-    )
     kh, kw, cin, cout = kernel.shape
+    (pt, pb), (pl, pr) = pads
+    back = ((kh - 1 - pt, kh - 1 - pb), (kw - 1 - pl, kw - 1 - pr))
+    dx = conv_by_taps(g, _flip_swap(kernel).astype(g.dtype), back)
+    chunk = _one_channel_chunk(x, kernel)
+    dtaps = _by_chunks(lambda xc, gc: _one_channel_dw_chunk(xc, gc, kernel, pads), chunk, x, g)
     dw = dtaps.sum(0).reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3)
-    return dx.reshape(x.shape), dw.astype(kernel.dtype)
+    return dx, dw.astype(kernel.dtype)
 
 
 conv_to_one_channel.defvjp(_one_channel_fwd, _one_channel_bwd)
