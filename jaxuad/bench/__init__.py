@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,21 @@ def write_results(out, name: str, meta: dict, rows: list[dict], table: str) -> N
 def median_of(runs: list[dict]) -> dict:
     """Each field's median over repeated measurements (dicts with the same numeric keys)."""
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def in_turn(names, repeats: int, measure, what: str) -> tuple[dict, dict]:
+    """``measure(name)`` for every worker name, one after the other, ``repeats`` times, so
+    a slow phase of a shared machine hits every worker alike. Returns the measurements per
+    name (failed ones, ``None``, left out) and each name's :func:`median_of` (``None`` if
+    every one failed)."""
+    runs = {name: [] for name in names}
+    for rep in range(repeats):
+        print(f"measuring {what} ({rep + 1}/{repeats}) ...", file=sys.stderr, flush=True)
+        for name in names:
+            r = measure(name)
+            if r is not None:
+                runs[name].append(r)
+    return runs, {name: median_of(v) if v else None for name, v in runs.items()}
 
 
 def add_repeats_argument(parser) -> None:

@@ -60,7 +60,7 @@ def real_cases(folder: str):
     the lesion masks; and the same residual at its 98th percentile (what lesions are hit by)."""
     from pathlib import Path
 
-    from jaxuad.data.nifti import read_nifti
+    from jaxuad.data.nifti import DataError, read_nifti
     from jaxuad.postprocess import reference as R
 
     seg, lesions, pred = [], [], []
@@ -73,7 +73,7 @@ def real_cases(folder: str):
         pred.append(f > np.percentile(f[brain], 98))
         lesions.append(read_nifti(stem + "_lesion.nii.gz")[0] > 0)
     if not seg:
-        raise SystemExit(f"bin/bench-postprocess: no sub-*_FLAIR.nii.gz in {folder}")
+        raise DataError(f"no sub-*_FLAIR.nii.gz in {folder}")
     return np.stack(seg), np.stack(lesions), np.stack(pred)
 
 
@@ -93,6 +93,9 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
     tau = taus[98]
     cc = jax.jit(lambda s: K.remove_small_components(s, 6, 26))
 
+    def scipy_cc(s):
+        return R.remove_small_components(s, 6, 26)
+
     def vm(f):
         return jax.jit(jax.vmap(f))
 
@@ -110,7 +113,7 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
         **{
             f"components (label + remove < 6), {q}th percentile": (
                 cc,
-                lambda s: R.remove_small_components(s, 6, 26),
+                scipy_cc,
                 filtered > t,
             )
             for q, t in taus.items()
@@ -118,14 +121,14 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
         # the whole brain as one component of ~140k voxels (but only ~4k runs)
         "components, brain mask": (
             cc,
-            lambda m: R.remove_small_components(m, 6, 26),
+            scipy_cc,
             masks,
         ),
         # noise: half the voxels, ~230k runs, more than the largest run tier, so the dense
         # kernel runs (the worst case; no post-processed residual looks like this)
         "components, random half of the voxels (dense kernel)": (
             cc,
-            lambda m: R.remove_small_components(m, 6, 26),
+            scipy_cc,
             np.random.default_rng(0).uniform(size=masks.shape) < 0.5,
         ),
         "whole pipeline": (
@@ -147,7 +150,7 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
         seg, lesions, pred = real_cases(mslub)
         steps["components, MSLUB FLAIR residual > its 95th percentile"] = (
             cc,
-            lambda s: R.remove_small_components(s, 6, 26),
+            scipy_cc,
             seg,
         )
         steps["lesion-wise detection, MSLUB lesions hit by residual > 98th percentile"] = (
@@ -218,7 +221,7 @@ def main(argv=None) -> int:
 
     try:
         rows = measure(args.subjects, args.repeats, args.mslub)
-    except DataError as e:  # a missing or unreadable scan under --mslub
+    except DataError as e:  # no scans, or a missing or unreadable one, under --mslub
         print(f"bin/bench-postprocess: {e}", file=sys.stderr)
         return 2
     lines = [

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from jaxuad.bench import add_repeats_argument, median_of, write_results
+from jaxuad.bench import add_repeats_argument, in_turn, write_results
 
 METHODS = ("lg_est", "lg_neural", "map", "anogan")
 PAPER_ANOGAN_S = 19.8547  # Baur et al. 2018, Table 2: seconds per AnoGAN reconstruction
@@ -205,26 +205,20 @@ def main(argv=None) -> int:
     from jaxuad.bench.train import torch_available
 
     has_torch = not args.no_torch and torch_available()
-    workers = [("jax", "jax", None)]
+    workers = {"jax": ("jax", None)}  # name: (framework, extra environment)
     if has_torch:
-        workers += [("torch", "torch", None), ("torch_malloc", "torch", malloc_env())]
+        workers.update(torch=("torch", None), torch_malloc=("torch", malloc_env()))
     rows = []
     for method in args.methods:
         for batch in args.batches:
-            runs = {name: [] for name, *_ in workers}
-            for rep in range(args.repeats):
-                print(
-                    f"measuring {method} at batch {batch} ({rep + 1}/{args.repeats}) ...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                for name, framework, env in workers:
-                    r = _worker(framework, method, batch, args.steps, env)
-                    if r is not None:
-                        runs[name].append(r)
+
+            def measure(name, method=method, batch=batch):
+                framework, env = workers[name]
+                return _worker(framework, method, batch, args.steps, env)
+
+            runs, medians = in_turn(workers, args.repeats, measure, f"{method} at batch {batch}")
             row = {"method": method, "batch": batch, "torch": None, "torch_malloc": None}
-            row.update({name: median_of(v) if v else None for name, v in runs.items()})
-            rows.append({**row, "runs": runs})
+            rows.append({**row, **medians, "runs": runs})
     lines = [
         "| method | batch | JAX s/iter/image | compile [s] | GFLOP/iter/image | JAX GFLOP/s "
         "| PyTorch loop s/iter/image | PyTorch / JAX | PyTorch one image at a time / JAX "

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from jaxuad.bench import add_repeats_argument, median_of, write_results
+from jaxuad.bench import add_repeats_argument, in_turn, write_results
 
 MODELS = (
     "dae",
@@ -150,20 +150,17 @@ def main(argv=None) -> int:
     if has_torch:
         workers.append(("torch", "torch", False, None))
         workers.append(("torch_malloc", "torch", False, malloc_env()))
+    by_name = {name: spec for name, *spec in workers}
     rows = []
     for model in args.models:
-        runs = {name: [] for name, *_ in workers}
-        for rep in range(args.repeats):
-            print(f"measuring {model} ({rep + 1}/{args.repeats}) ...", file=sys.stderr, flush=True)
-            for name, framework, defaults, env in workers:
-                r = _worker(framework, model, args.steps, defaults, env)
-                if r is not None:
-                    runs[name].append(r)
+
+        def measure(name, model=model):
+            framework, defaults, env = by_name[name]
+            return _worker(framework, model, args.steps, defaults, env)
+
+        runs, medians = in_turn(by_name, args.repeats, measure, model)
         cfg = _config(model)
-        row = {"model": model, "batch_size": cfg.train.batch_size, "runs": runs}
-        for name, *_ in workers:
-            row[name] = median_of(runs[name]) if runs[name] else None
-        rows.append(row)
+        rows.append({"model": model, "batch_size": cfg.train.batch_size, "runs": runs, **medians})
 
     def ips(r, k):
         return r[k]["images_per_s"] if r.get(k) else None
