@@ -1,7 +1,9 @@
 """The compiled JAX post-processing against scipy.ndimage, voxel for voxel."""
 
+import collections
 import dataclasses
 import functools
+import itertools
 
 import jax
 import numpy as np
@@ -106,14 +108,84 @@ def test_run_kernel_across_word_boundaries(shape, connectivity):
 
 
 @KERNELS
-def test_label_converges_on_a_long_snake(caps):
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_label_converges_on_a_long_snake(caps, connectivity):
     """One component that winds through the whole volume: many sweeps without jumping."""
     m = np.zeros((5, 16, 16), bool)
-    m[:, ::2, :] = True
-    for i in range(1, 16, 2):  # connect alternate ends of the rows
-        m[:, i, 0 if i % 4 == 3 else -1] = True
-    labels, n = jitted("label", 6, caps and (K.max_runs(m.shape),))(m)
+    m[:, ::3, :] = True
+    for i in range(1, 16, 3):  # connect alternate ends of the rows
+        m[:, i : i + 2, 0 if i % 6 == 4 else -1] = True
+    labels, n = jitted("label", connectivity, caps and (K.max_runs(m.shape),))(m)
     assert int(n) == 1 and np.array_equal(np.asarray(labels) > 0, m)
+
+
+def test_blocks_join_exactly_the_26_neighbours():
+    """The 2x2x2 block kernel (the dense path for 26-connectivity) on every mask of two
+    voxels in a 3x4x5 volume (odd and even sides, so blocks are cut by the faces): one
+    component exactly when the two are 26-neighbours, numbered as SciPy numbers them."""
+    shape = (3, 4, 5)
+    pairs = [(a, b) for a in range(60) for b in range(a + 1, 60)]
+    masks = np.zeros((len(pairs), 60), bool)
+    for i, pair in enumerate(pairs):
+        masks[i, list(pair)] = True
+    masks = masks.reshape(len(pairs), *shape)
+    labels, n = jitted("label", 26, ())(masks)
+    for i, m in enumerate(masks):
+        want, n_want = R.label(m, 26)
+        assert int(n[i]) == n_want
+        np.testing.assert_array_equal(np.asarray(labels[i]), want)
+
+
+def through_each_direction(size=8):
+    """For each of the 26 directions d between 2x2x2 blocks: voxel a on the side of block
+    (1, 1, 1) that faces d, its neighbour b = a + d in the block beyond, and a shortest
+    path from b to voxel (0, 0, 0) that stays off a's neighbourhood. a's block is joined to
+    b's alone and the component's first voxel lies beyond b, so a's block gets its label
+    only by reading across d."""
+    moves = [d for d in itertools.product((-1, 0, 1), repeat=3) if d != (0, 0, 0)]
+    masks = np.zeros((len(moves), size, size, size), bool)
+    for m, d in zip(masks, moves, strict=True):
+        a = tuple(2 + (e > 0) for e in d)
+        b = tuple(x + e for x, e in zip(a, d, strict=True))
+        before, todo = {b: None}, collections.deque([b])
+        while (0, 0, 0) not in before:  # breadth first, around a
+            v = todo.popleft()
+            for e in moves:
+                w = tuple(x + y for x, y in zip(v, e, strict=True))
+                near_a = max(abs(x - y) for x, y in zip(w, a, strict=True)) <= 1
+                if w not in before and min(w) >= 0 and max(w) < size and not near_a:
+                    before[w] = v
+                    todo.append(w)
+        m[a] = True
+        v = (0, 0, 0)
+        while v is not None:
+            m[v] = True
+            v = before[v]
+    return masks
+
+
+def test_block_labels_cross_every_direction():
+    """The block kernel reads its neighbours in all 26 directions (dropping any one of
+    them from ``kernels._DIRECTIONS`` fails this)."""
+    masks = through_each_direction()
+    labels, n = jitted("label", 26, ())(masks)
+    for i, m in enumerate(masks):
+        want, n_want = R.label(m, 26)
+        assert int(n[i]) == n_want == 1
+        np.testing.assert_array_equal(np.asarray(labels[i]), want)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 5), (6, 7, 4), (13, 2, 9), (1, 17, 1)])
+def test_dense_kernels_on_odd_and_thin_volumes(shape):
+    rng = np.random.default_rng(11)
+    for p in (0.2, 0.5, 0.8):
+        m = rng.uniform(size=(2, *shape)) < p
+        for connectivity in (6, 26):
+            labels, n = jitted("label", connectivity, ())(m)
+            for i in range(2):
+                want, n_want = R.label(m[i], connectivity)
+                assert int(n[i]) == n_want
+                np.testing.assert_array_equal(np.asarray(labels[i]), want)
 
 
 def test_runs_of_one_line_joined_through_another():
@@ -144,6 +216,33 @@ def test_batch_takes_the_tier_of_its_fullest_mask():
                 want, n_want = R.label(m, connectivity)
                 assert int(n[i]) == n_want
                 np.testing.assert_array_equal(np.asarray(labels[i]), want)
+
+
+def test_dense_kernels_label_a_large_batch_in_groups(monkeypatch):
+    """Labels count a batch's voxels in int32, so a batch with more is labelled a few
+    volumes at a time (here groups of 4 volumes of 9 * 11 * 8 voxels, and 1; the limit
+    must still hold one volume's 9 * 11 * 32 packed bits)."""
+    monkeypatch.setattr(K, "_MAX_VOXELS", 4 * np.prod(SHAPE) + 5)
+    groups = []  # the batch sizes the dense kernels are called with
+
+    def spy(kernel):
+        def called(masks, *args):
+            groups.append(len(masks))
+            return kernel(masks, *args)
+
+        return called
+
+    for name in ("_block_labels", "_dense_roots"):
+        monkeypatch.setattr(K, name, spy(getattr(K, name)))
+    masks = np.random.default_rng(4).uniform(size=(5, *SHAPE)) < 0.4
+    for connectivity in (6, 26):
+        groups.clear()
+        labels, n = K.label(masks, connectivity, ())
+        assert groups == [4, 1]
+        for i, m in enumerate(masks):
+            want, n_want = R.label(m, connectivity)
+            assert int(n[i]) == n_want
+            np.testing.assert_array_equal(np.asarray(labels[i]), want)
 
 
 def test_compact_words_lists_the_first_set_bits():

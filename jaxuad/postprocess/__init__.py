@@ -18,11 +18,12 @@ Connected components use ``evaluate.components`` (``auto`` | ``jax`` | ``scipy``
 runs the JAX kernels on every device, CPU included, and falls back to
 ``scipy.ndimage.label``, with a warning, where the JAX kernel cannot run: volumes of 2**31
 voxels or more, or an XLA runtime error such as running out of device memory. On CPU the
-JAX run kernel is 1.3-5x faster than SciPy on every mask a post-processed residual gives
-(thresholded residuals, lesion masks, a whole brain mask) and slower only on noise-like
-masks of more than 65,536 runs, which take the dense kernel (0.35-0.5x); it costs 6-10 s
-to compile per batch shape, once per machine with the persistent compilation cache
-(``bin/bench-postprocess``; README, "Post-processing").
+JAX run kernel is 2-4.5x faster than SciPy on every mask a post-processed residual gives
+(thresholded residuals, lesion masks, a whole brain mask), and the dense kernel that takes
+noise-like masks of more than 65,536 runs 2.2-3.2x by 26-connectivity (over 2x2x2 blocks);
+by 6-connectivity such masks run at 0.3-0.45x SciPy (the dense kernel over voxels). It
+costs about 5 s to compile per batch shape, once per machine with the persistent
+compilation cache (``bin/bench-postprocess``; README, "Post-processing").
 
 Research code can call the jitted batch functions directly::
 

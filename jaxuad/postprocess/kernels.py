@@ -16,9 +16,10 @@ voxel for voxel, including at the volume's faces, and are tested that way.
   connected components with one of two kernels, chosen per batch by how many runs
   (stretches of foreground along the last axis) its masks have (see "Connected components"
   below): one that works on the list of runs, with every line packed into 32-bit words,
-  and a dense sweep over the whole volume for noise-like masks. Labels are numbered in
-  raster order of each component's first voxel, which is exactly
-  ``scipy.ndimage.label``'s numbering. These three take one volume or a batch whole.
+  and a dense sweep over the whole volume (over 2x2x2 blocks for 26-connectivity) for
+  noise-like masks. Labels are numbered in raster order of each component's first voxel,
+  which is exactly ``scipy.ndimage.label``'s numbering. These three take one volume or a
+  batch whole.
 """
 
 from __future__ import annotations
@@ -130,8 +131,8 @@ def _neighbourhood_min(x: jax.Array, connectivity: int, fill) -> jax.Array:
 
 # Connected components ------------------------------------------------------------------
 #
-# Two exact kernels, chosen per batch by how many runs its fullest mask has (a run: a
-# maximal stretch of foreground voxels along the last axis):
+# Exact kernels, chosen per batch by how many runs its fullest mask has (a run: a maximal
+# stretch of foreground voxels along the last axis):
 #
 # * runs (up to ``capacity`` runs): every line along the last axis is packed into 32-bit
 #   words, so finding the runs, counting them and locating a position among them are bit
@@ -140,19 +141,24 @@ def _neighbourhood_min(x: jax.Array, connectivity: int, fill) -> jax.Array:
 #   that list of runs until nothing changes (3-5 rounds on real masks). Work and memory
 #   after the packing scale with the capacity: a brain mask has ~4,000 runs for 139,000
 #   voxels, a thresholded residual fewer.
-# * dense (any mask): the smallest voxel index is propagated through the whole volume, one
-#   neighbourhood-minimum sweep after another, with pointer jumping. Only masks with more
-#   runs than the largest tier get it (noise-like masks).
+# * dense (any mask; masks with more runs than the largest tier, i.e. noise-like ones, and
+#   volumes too small for tiers): the smallest voxel index is propagated through the whole
+#   volume, one neighbourhood-minimum sweep after another, with pointer jumping
+#   (:func:`_propagate`). For 26-connectivity the sweeps run over 2x2x2 blocks, 1/8 of the
+#   voxels (:func:`_block_labels`); for 6-connectivity over voxels.
 #
-# Either way every slot (a run, or a voxel) ends up pointing at the slot of its component's
+# Every slot (a run, a block or a voxel) ends up pointing at the slot of its component's
 # first voxel in raster order, which is how scipy.ndimage.label numbers components.
 
 RUN_CAPACITIES = (1 << 12, 1 << 14, 1 << 16)
 """Default run capacities of the run kernel's tiers, for volumes that can hold at least 4x
-as many runs (the dense sweep serves small volumes as well). Masks with more runs than the
+as many runs (the dense kernel serves small volumes as well). Masks with more runs than the
 largest tier take the dense kernel."""
 
 _WORD = 32
+_MAX_VOXELS = 2**31 - 2
+"""The most voxels (of one volume, or of a group the dense kernels label together) whose
+indices and the background label past them fit in int32."""
 _ONES = jnp.uint32(0xFFFFFFFF)
 
 
@@ -225,11 +231,13 @@ def compact_words(words: jax.Array, capacity: int) -> jax.Array:
 
 
 class _Components(NamedTuple):
-    """A kernel's answer, over its slots (runs or voxels): ``root``, the slot of each one's
-    component's first voxel; ``valid``, which slots hold foreground; ``size``, voxels per
-    slot; ``paint`` (values per slot -> a volume, meaningful on the foreground);
+    """A kernel's answer, over its slots (runs, voxels or 2x2x2 blocks): ``root``, the slot
+    of each one's component's first voxel; ``valid``, which slots hold foreground; ``size``,
+    voxels per slot; ``paint`` (values per slot -> a volume, meaningful on the foreground);
     ``paint_flags`` (bools per slot -> the volume of the voxels of the slots flagged);
-    ``touches`` (a bool volume -> per slot: does any of its voxels lie in it)."""
+    ``touches`` (a bool volume -> per slot: does any of its voxels lie in it); ``rank``
+    (bools per slot -> per slot, how many flagged slots have their first voxel at or before
+    its own in raster order: a running count where slots are in raster order)."""
 
     root: jax.Array
     valid: jax.Array
@@ -237,6 +245,11 @@ class _Components(NamedTuple):
     paint: Callable[[jax.Array], jax.Array]
     paint_flags: Callable[[jax.Array], jax.Array]
     touches: Callable[[jax.Array], jax.Array]
+    rank: Callable[[jax.Array], jax.Array]
+
+
+def _running_count(flags: jax.Array) -> jax.Array:
+    return jnp.cumsum(flags, dtype=jnp.int32)
 
 
 def _merge_roots(start: jax.Array, links: jax.Array) -> jax.Array:
@@ -343,26 +356,61 @@ def _run_components(
         return valid & hit
 
     size = jnp.where(valid, z1 - z0 + 1, 0)
-    return _Components(root, valid, size, paint, paint_flags, touches)
+    return _Components(root, valid, size, paint, paint_flags, touches, _running_count)
 
 
-def _dense_components(mask: jax.Array, connectivity: int) -> _Components:
-    """Components of any mask. Slots are voxels; background slots point past the end."""
-    n = mask.size
-    background = jnp.int32(n)
-    index = jnp.arange(n, dtype=jnp.int32).reshape(mask.shape)
+def _propagate(start: jax.Array, full: jax.Array, slot_of, neighbours_min, end: int) -> jax.Array:
+    """Label propagation over a batch of slot grids, to a fixed point.
+
+    ``start`` [B, ...]: each slot's label, a voxel index over the whole batch (volume b's
+    voxel v is b * volume size + v) of its component, no larger than the slot's own first
+    voxel (``end``, the batch's voxel count, on background slots); ``full``: the slots
+    that hold foreground (the others keep their label);
+    ``slot_of``: voxel index -> the flat index of its slot; ``neighbours_min``: labels ->
+    each slot's minimum over itself and the slots it is joined to. Ends with every slot
+    labelled with its component's first voxel.
+
+    Each sweep first jumps (a slot takes the label of the slot its label lies in: a voxel of
+    the same component with a label no larger), then takes the minimum over neighbours.
+    The other way round XLA fuses the minimum into the jump's gather and computes it twice
+    per slot, unvectorised: 10x slower on CPU. The batch is one grid, not a ``vmap``: a
+    vmapped gather made the whole kernel 1.5x slower."""
 
     def sweep(state):
         lab, _ = state
-        new = jnp.where(mask, _neighbourhood_min(lab, connectivity, background), background)
-        flat = new.ravel()
-        # Pointer jumping: a voxel's label is the index of a voxel of the same component
-        # whose own label is no larger, so following it is a safe shortcut.
-        jumped = jnp.where(mask, flat[jnp.minimum(flat, n - 1)].reshape(mask.shape), background)
-        return jumped, jnp.any(jumped != lab)
+        flat = lab.ravel()
+        jumped = flat[slot_of(jnp.minimum(flat, end - 1))].reshape(lab.shape)
+        new = neighbours_min(jnp.where(full, jumped, lab))
+        return new, jnp.any(new != lab)
 
-    init = jnp.where(mask, index, background)
-    root, _ = lax.while_loop(lambda s: s[1], sweep, (init, jnp.bool_(True)))
+    return lax.while_loop(lambda s: s[1], sweep, (start, jnp.bool_(True)))[0]
+
+
+def _volume_offsets(batch: int, n: int) -> jax.Array:
+    """[B, 1, 1, 1]: the first index of each volume's voxels over the batch."""
+    return (jnp.arange(batch, dtype=jnp.int32) * n).reshape(batch, 1, 1, 1)
+
+
+def _dense_roots(masks: jax.Array, connectivity: int) -> jax.Array:
+    """[B, X, Y, Z] masks -> each foreground voxel's component's first voxel (an index
+    within its volume), by sweeps over every voxel; background voxels hold the volume
+    size."""
+    batch, n = masks.shape[0], masks[0].size
+    background = jnp.int32(masks.size)
+    index = jnp.arange(masks.size, dtype=jnp.int32).reshape(masks.shape)
+
+    def neighbours_min(lab):
+        near = jax.vmap(lambda v: _neighbourhood_min(v, connectivity, background))(lab)
+        return jnp.where(masks, near, background)
+
+    start = jnp.where(masks, index, background)
+    lab = _propagate(start, masks, lambda v: v, neighbours_min, masks.size)
+    return jnp.where(masks, lab - _volume_offsets(batch, n), n)
+
+
+def _voxel_components(mask: jax.Array, root: jax.Array) -> _Components:
+    """The answer of a kernel whose slots are voxels (``root``: [X, Y, Z], each foreground
+    voxel's component's first voxel index)."""
     flat = mask.ravel()
     return _Components(
         root.ravel(),
@@ -371,6 +419,130 @@ def _dense_components(mask: jax.Array, connectivity: int) -> _Components:
         lambda values: values.reshape(mask.shape),
         lambda flags: mask & flags.reshape(mask.shape),
         lambda volume: flat & volume.ravel(),
+        _running_count,
+    )
+
+
+# The 2x2x2 block kernel (26-connectivity). Every two voxels of a 2x2x2 block are
+# 26-neighbours, so a block's foreground voxels are one piece, and two neighbouring blocks
+# are joined exactly when each has a foreground voxel on the side that faces the other
+# (every voxel of one such side touches every voxel of the other). Components of blocks
+# are components of voxels, over 1/8 of the slots. Block bit i is voxel _BLOCK_OFFSETS[i].
+_BLOCK_OFFSETS = tuple((i >> 2 & 1, i >> 1 & 1, i & 1) for i in range(8))  # raster order
+_DIRECTIONS = tuple(
+    (a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)
+)
+
+
+def _facing(direction: tuple[int, int, int]) -> int:
+    """The bits of a block's voxels on its side that faces ``direction``."""
+    return sum(
+        1 << i
+        for i, offset in enumerate(_BLOCK_OFFSETS)
+        if all(d == 0 or o == (d > 0) for d, o in zip(direction, offset, strict=True))
+    )
+
+
+def _shifted(a: jax.Array, direction: tuple[int, int, int], fill) -> jax.Array:
+    """[B, X, Y, Z]: ``a`` at each position plus ``direction`` (``fill`` beyond the
+    faces)."""
+    padded = jnp.pad(a, ((0, 0), (1, 1), (1, 1), (1, 1)), constant_values=fill)
+    start = (0, *(1 + d for d in direction))
+    return lax.slice(padded, start, tuple(s + n for s, n in zip(start, a.shape, strict=True)))
+
+
+def _block_codes(volumes: jax.Array) -> jax.Array:
+    """[B, X, Y, Z] bool -> [B, ceil(X/2), ceil(Y/2), ceil(Z/2)] uint32: bit i of a block's
+    code is its voxel _BLOCK_OFFSETS[i] (0 beyond the volume)."""
+    padded = jnp.pad(volumes, [(0, 0)] + [(0, s % 2) for s in volumes.shape[1:]])
+    b, x, y, z = padded.shape
+    cube = padded.reshape(b, x // 2, 2, y // 2, 2, z // 2, 2).transpose(0, 1, 3, 5, 2, 4, 6)
+    bits = cube.reshape(b, x // 2, y // 2, z // 2, 8).astype(jnp.uint32)
+    return jnp.sum(bits << jnp.arange(8, dtype=jnp.uint32), axis=-1)
+
+
+def _first_voxels(codes: jax.Array, shape: tuple[int, int, int]) -> jax.Array:
+    """Each block's first foreground voxel in raster order, an index within its volume of
+    ``shape`` (the volume size for empty blocks)."""
+    _, y_size, z_size = shape
+    corner = [jnp.arange(b, dtype=jnp.int32) * 2 for b in codes.shape[1:]]
+    corner = corner[0][:, None, None] * (y_size * z_size) + (
+        corner[1][None, :, None] * z_size + corner[2][None, None, :]
+    )
+    first = jnp.int32(shape[0] * y_size * z_size)
+    for i in reversed(range(8)):
+        dx, dy, dz = _BLOCK_OFFSETS[i]
+        here = corner + (dx * y_size * z_size + dy * z_size + dz)
+        first = jnp.where((codes >> i) & 1 == 1, here, first)
+    return first
+
+
+def _block_of(v: jax.Array, shape: tuple[int, int, int]) -> jax.Array:
+    """Voxel indices (over a batch of volumes of ``shape``) -> flat block indices."""
+    x_size, y_size, z_size = shape
+    bx, by, bz = (-(-s // 2) for s in shape)
+    volume, v = v // (x_size * y_size * z_size), v % (x_size * y_size * z_size)
+    x, rest = v // (y_size * z_size), v % (y_size * z_size)
+    return ((volume * bx + x // 2) * by + rest // z_size // 2) * bz + rest % z_size // 2
+
+
+def _block_labels(masks: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """[B, X, Y, Z] masks -> (codes, each block's first voxel, each block's component's
+    first voxel), the last two as indices within the volume (its size on empty blocks)."""
+    shape, n = masks.shape[1:], masks[0].size
+    codes = _block_codes(masks)
+    full = codes != 0
+    first = _first_voxels(codes, shape)
+    offsets = _volume_offsets(masks.shape[0], n)
+    end = jnp.int32(masks.size)
+    joined = [
+        ((codes & _facing(d)) != 0) & ((_shifted(codes, d, 0) & _facing(tuple(-e for e in d))) != 0)
+        for d in _DIRECTIONS
+    ]
+
+    def neighbours_min(lab):
+        low = lab  # every term reads the sweep's input: one fused pass, not 26
+        for d, j in zip(_DIRECTIONS, joined, strict=True):
+            low = jnp.minimum(low, jnp.where(j, _shifted(lab, d, end), end))
+        return low
+
+    start = jnp.where(full, first + offsets, end)
+    lab = _propagate(start, full, lambda v: _block_of(v, shape), neighbours_min, masks.size)
+    return codes, first, jnp.where(full, lab - offsets, n)
+
+
+def _block_components(
+    mask: jax.Array, codes: jax.Array, first: jax.Array, lab: jax.Array
+) -> _Components:
+    """The answer of the block kernel for one volume (the arguments: one volume's of
+    :func:`_block_labels`). Slots are blocks in raster order of blocks, which is not raster
+    order of their first voxels (hence its ``rank``)."""
+    shape, n = mask.shape, mask.size
+    blocks = codes.shape
+    valid = (codes != 0).ravel()
+    first = first.ravel()
+    slot = jnp.arange(valid.size, dtype=jnp.int32)
+    root = jnp.where(valid, _block_of(jnp.minimum(lab.ravel(), n - 1), shape), slot)
+
+    def paint(values):
+        v = values.reshape(blocks)[:, None, :, None, :, None]
+        v = jnp.broadcast_to(v, (blocks[0], 2, blocks[1], 2, blocks[2], 2))
+        v = v.reshape(2 * blocks[0], 2 * blocks[1], 2 * blocks[2])
+        return v[: shape[0], : shape[1], : shape[2]]
+
+    def rank(flags):
+        # a running count over voxels of the flagged slots' first voxels
+        marks = jnp.zeros(n + 1, jnp.int32).at[jnp.where(flags, first, n)].add(1)
+        return jnp.cumsum(marks)[jnp.minimum(first, n)]
+
+    return _Components(
+        root,
+        valid,
+        _popcount(codes).ravel(),
+        paint,
+        lambda flags: mask & paint(flags),
+        lambda volume: (_block_codes((volume.astype(bool) & mask)[None])[0] != 0).ravel(),
+        rank,
     )
 
 
@@ -378,7 +550,8 @@ def _by_components(per_volume, masks: jax.Array, connectivity: int, capacities, 
     """``per_volume(mask, components, *more)`` for each volume of a [B, X, Y, Z] batch
     (``more``: other [B, ...] arrays), vmapped, after the components of its mask: by the run
     kernel of the smallest tier that holds the runs of every volume of the batch, else the
-    dense one.
+    dense one (over the batch as one grid, in groups of volumes whose voxels int32 can
+    count).
 
     The tier is chosen once per batch (a ``lax.switch`` over vmapped kernels), so a noisy
     mask puts its whole batch on a larger tier. Per volume, inside a ``lax.map``, the same
@@ -391,12 +564,32 @@ def _by_components(per_volume, masks: jax.Array, connectivity: int, capacities, 
     if len(shape) != 3:
         raise ValueError(f"expected [X, Y, Z] volumes, got shape {masks.shape}")
     bits = shape[0] * shape[1] * -(-shape[2] // _WORD) * _WORD
-    if max(bits, masks[0].size) >= 2**31 - 1:
+    if max(bits, masks[0].size) > _MAX_VOXELS:
         raise ValueError(f"volume of shape {shape} is too large for int32 labels")
     tiers = capacities_for(shape, capacities)
 
-    def dense(m, first, last, *o):
-        return per_volume(m, _dense_components(m, connectivity), *o)
+    def dense_group(masks, *more):
+        if connectivity == 26:
+
+            def one(m, codes, first, lab, *o):
+                return per_volume(m, _block_components(m, codes, first, lab), *o)
+
+            return jax.vmap(one)(masks, *_block_labels(masks), *more)
+
+        def one_voxels(m, root, *o):
+            return per_volume(m, _voxel_components(m, root), *o)
+
+        return jax.vmap(one_voxels)(masks, _dense_roots(masks, connectivity), *more)
+
+    def dense(masks, first, last, *more):  # the runs' first and last voxels go unused
+        group = _MAX_VOXELS // masks[0].size
+        if masks.shape[0] <= group:
+            return dense_group(masks, *more)
+        parts = [
+            dense_group(*(a[i : i + group] for a in (masks, *more)))
+            for i in range(0, masks.shape[0], group)
+        ]
+        return jax.tree.map(lambda *p: jnp.concatenate(p), *parts)
 
     def runs(capacity):
         def kernel(m, first, last, *o):
@@ -406,11 +599,11 @@ def _by_components(per_volume, masks: jax.Array, connectivity: int, capacities, 
         return jax.vmap(kernel)
 
     if not tiers:
-        return jax.vmap(dense)(masks, None, None, *more)
+        return dense(masks, None, None, *more)
     first, last = jax.vmap(lambda m: _run_edges(pack_lines(m)))(masks)
     count = jnp.max(jnp.sum(_popcount(first), axis=(1, 2)))
     tier = jnp.searchsorted(jnp.asarray(tiers), count)
-    return lax.switch(tier, [*map(runs, tiers), jax.vmap(dense)], masks, first, last, *more)
+    return lax.switch(tier, [*map(runs, tiers), dense], masks, first, last, *more)
 
 
 def _firsts(c: _Components) -> jax.Array:
@@ -437,9 +630,10 @@ def label(
         return labels[0], n[0]
 
     def one(m, c):
-        numbers = jnp.cumsum(_firsts(c), dtype=jnp.int32)  # 1..n at first slots
+        firsts = _firsts(c)
+        numbers = c.rank(firsts)  # 1..n at first slots
         labels = jnp.where(c.valid, numbers[jnp.minimum(c.root, c.root.size - 1)], 0)
-        return jnp.where(m, c.paint(labels), 0), numbers[-1]
+        return jnp.where(m, c.paint(labels), 0), firsts.sum(dtype=jnp.int32)
 
     return _by_components(one, mask, connectivity, capacities)
 
