@@ -364,11 +364,10 @@ def _propagate(start: jax.Array, full: jax.Array, slot_of, neighbours_min, end: 
 
     ``start`` [B, ...]: each slot's label, a voxel index over the whole batch (volume b's
     voxel v is b * volume size + v) of its component, no larger than the slot's own first
-    voxel (``end``, the batch's voxel count, on background slots); ``full``: the slots
-    that hold foreground (the others keep their label);
-    ``slot_of``: voxel index -> the flat index of its slot; ``neighbours_min``: labels ->
-    each slot's minimum over itself and the slots it is joined to. Ends with every slot
-    labelled with its component's first voxel.
+    voxel (``end``, the batch's voxel count, on background slots); ``full``: the slots that
+    hold foreground (the others keep their label); ``slot_of``: voxel index -> the flat
+    index of its slot; ``neighbours_min``: labels -> each slot's minimum over itself and the
+    slots it is joined to. Ends with every slot labelled with its component's first voxel.
 
     Each sweep first jumps (a slot takes the label of the slot its label lies in: a voxel of
     the same component with a label no larger), then takes the minimum over neighbours.
