@@ -92,10 +92,15 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
     taus = {q: float(np.percentile(filtered[0][masks[0]], q)) for q in (98, 90, 75)}
     tau = taus[98]
     noise = np.random.default_rng(0).uniform(size=masks.shape) < 0.5
-    cc = jax.jit(lambda s: K.remove_small_components(s, 6, 26))
 
-    def scipy_cc(s):
-        return R.remove_small_components(s, 6, 26)
+    def components(connectivity: int):
+        """JAX's and SciPy's removal of components under 6 voxels."""
+        return (
+            jax.jit(lambda s: K.remove_small_components(s, 6, connectivity)),
+            lambda s: R.remove_small_components(s, 6, connectivity),
+        )
+
+    cc, scipy_cc = components(26)
 
     def vm(f):
         return jax.jit(jax.vmap(f))
@@ -134,8 +139,7 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
             noise,
         ),
         "components by 6-connectivity, random half of the voxels (dense kernel, voxels)": (
-            jax.jit(lambda s: K.remove_small_components(s, 6, 6)),
-            lambda s: R.remove_small_components(s, 6, 6),
+            *components(6),
             noise,
         ),
         "whole pipeline": (
