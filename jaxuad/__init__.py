@@ -9,10 +9,14 @@ The package is laid out by stage of the pipeline:
 * :mod:`jaxuad.postprocess` - median filtering, mask erosion, connected components;
 * :mod:`jaxuad.metrics` - thresholds, Dice, AUROC, AUPRC;
 * :mod:`jaxuad.cli` - thin command-line front ends.
+
+Importing jaxuad leaves the process as it was (JAX's config, ``XLA_FLAGS``, the allocator,
+matplotlib's backend); :func:`jaxuad.runtime.configure` applies jaxuad's measured runtime
+defaults on request, as the command-line tools do.
 """
 
-from jaxuad._runtime import apply_defaults as _apply_defaults
-
-_apply_defaults()
+from jaxuad import runtime
 
 __version__ = "0.1.0"
+
+__all__ = ["runtime"]

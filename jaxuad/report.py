@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from jaxuad.config import EvaluateConfig
 
-from jaxuad.config import EvaluateConfig  # noqa: E402
+
+def _subplots(*args, **kw):
+    """``(figure, axes)`` like ``pyplot.subplots``, on a figure pyplot does not know: drawing
+    a report never touches the caller's matplotlib backend or open figures."""
+    fig = Figure(figsize=kw.pop("figsize", None))
+    return fig, fig.subplots(*args, **kw)
 
 
 def _axial(vol: np.ndarray, k: int) -> np.ndarray:
@@ -34,7 +39,7 @@ def subject_panel(
         ("restoration", restored, "gray", None),
         ("filtered residual", filtered, "inferno", vmax_residual),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(12, 3.6))
+    fig, axes = _subplots(1, 4, figsize=(12, 3.6))
     lo, hi = np.percentile(image[image > 0], [0.5, 99.5]) if (image > 0).any() else (0, 1)
     for ax, (name, vol, cmap, vmax) in zip(axes, cols, strict=False):
         if vol is None:
@@ -54,7 +59,6 @@ def subject_panel(
     fig.suptitle(f"{title}  (axial slice {k})")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def _f(v, fmt=".4f") -> str:
@@ -208,7 +212,7 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     from jaxuad.metrics import bin_lower_edges
 
     taus = {n: a["threshold"] for n, a in metrics["at_threshold"].items()}
-    colours = dict(zip(taus, plt.cm.tab10(np.arange(len(taus))), strict=True))
+    colours = dict(zip(taus, matplotlib.colormaps["tab10"](np.arange(len(taus))), strict=True))
     edges, counts = bin_lower_edges(), hist.counts
     total = counts.sum(0)
     nz = np.flatnonzero(total)
@@ -221,7 +225,7 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     coarse = np.linspace(lo, hi, 101)
     which = np.clip(np.searchsorted(coarse, edges[nz], side="right") - 1, 0, 99)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     for row, name, colour in ((0, "normal", "tab:blue"), (1, "lesion", "tab:red")):
         h = np.bincount(which, counts[row, nz], minlength=100)
         if h.sum():
@@ -239,11 +243,10 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "histogram.png", dpi=90)
-    plt.close(fig)
 
     c = _thin(hist.curves())
     s = metrics["summary"]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4))
+    fig, (a1, a2) = _subplots(1, 2, figsize=(9, 4))
     a1.plot(np.r_[0, c["fpr"], 1], np.r_[0, c["tpr"], 1], color="k")
     a1.plot([0, 1], [0, 1], color="0.7", ls=":")
     a1.set(
@@ -265,9 +268,8 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     a1.legend(fontsize=7, title="after post-processing", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "roc_pr.png", dpi=90)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _subplots(figsize=(6, 4))
     keep = c["threshold"] <= hi
     ax.plot(c["threshold"][keep], c["dice"][keep], color="k", label="pooled voxels")
     ax.plot(s["oracle_threshold"], s["oracle_dice"], "k*", ms=10, label="oracle (test-chosen)")
@@ -284,7 +286,6 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "dice_threshold.png", dpi=90)
-    plt.close(fig)
 
 
 def phantom_figure(path: Path, seed: int = 0) -> None:
@@ -297,7 +298,7 @@ def phantom_figure(path: Path, seed: int = 0) -> None:
         ("MS-like", phantom.make_subject(phantom.subject_seed(seed, "lesion", 0), "ms")),
         ("tumour-like", phantom.make_subject(phantom.subject_seed(seed, "lesion", 1), "tumour")),
     ]
-    fig, axes = plt.subplots(3, 4, figsize=(10, 8.4))
+    fig, axes = _subplots(3, 4, figsize=(10, 8.4))
     for row, (name, s) in zip(axes, subjects, strict=True):
         k = pick_slice(s.lesion, s.images["T1w"]) if s.lesion.any() else 50
         for ax, c in zip(row, phantom.CONTRASTS, strict=False):
@@ -312,7 +313,6 @@ def phantom_figure(path: Path, seed: int = 0) -> None:
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=72)
-    plt.close(fig)
 
 
 def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
@@ -324,7 +324,7 @@ def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     lo, hi = np.percentile(images, [1, 99])
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < n:
             ax.imshow(np.rot90(images[i]), cmap="gray", vmin=lo, vmax=hi)
@@ -334,14 +334,13 @@ def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=96, format="png")
-    plt.close(fig)
 
 
 def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title: str) -> None:
     """Mean SSIM of restored healthy slices against lambda, with the target and the choice."""
     from jaxuad.data import atomic_path
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = _subplots(figsize=(5, 3.6))
     ax.plot(grid, ssim, "o-", color="C0")
     ax.axhline(target, color="0.5", ls="--", lw=1, label=f"target {target}")
     ax.axvline(lam, color="C3", lw=1, label=f"chosen lambda = {lam:g}")
@@ -354,7 +353,6 @@ def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=96, format="png")
-    plt.close(fig)
 
 
 def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
@@ -371,7 +369,7 @@ def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
     n = len(rows) + 1
     ncol = min(n, 5)
     nrow = -(-n // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.6 * ncol, 2.9 * nrow), squeeze=False)
+    fig, axes = _subplots(nrow, ncol, figsize=(2.6 * ncol, 2.9 * nrow), squeeze=False)
     lo, hi = np.percentile(image[image != image.min()], [0.5, 99.5]) if np.ptp(image) else (0, 1)
     panels = [("input", image, None, None), *rows]
     for ax, (label, vol, threshold, dice) in zip(axes.flat, panels, strict=False):
@@ -388,13 +386,12 @@ def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="residual / healthy threshold")
     fig.suptitle(f"{title} (axial slice {k}; lesions outlined in green)", fontsize=10)
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def dice_chart(path: Path, title: str, results: list[dict], levels=None) -> None:
     """Baur: Dice mean ± std per model at the percentile threshold. Chen (``levels``):
     mean Dice against the healthy FPR each threshold allows, one line per method."""
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(results) + 1.6) if not levels else (7, 4.2))
+    fig, ax = _subplots(figsize=(7, 0.45 * len(results) + 1.6) if not levels else (7, 4.2))
     names = [m["name"] + (f" ({m['prior']})" if m.get("prior") else "") for m in results]
     if not levels:
         s = [m["at_threshold"]["percentile"] for m in results]
@@ -416,4 +413,3 @@ def dice_chart(path: Path, title: str, results: list[dict], levels=None) -> None
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)

@@ -45,7 +45,8 @@ from jaxuad.data.nifti import write_json, write_text
 
 PAPERS = ("baur", "chen")
 DATASETS = ("real", "phantom")
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The project's data folder beside its checkout; bin/reproduce-* run from the checkout.
+SHARED_DATA = Path("../shared/data")
 
 
 @dataclass(frozen=True)
@@ -669,9 +670,10 @@ CODE_PATHS = ("jaxuad", "configs", "bin", "pyproject.toml")  # what decides a re
 
 
 def git_commit(root: Path | None = None) -> str:
-    """Short hash of HEAD, with ``-dirty`` when the code (:data:`CODE_PATHS`; not the README
-    or tests) differs from it."""
-    root = root or Path(__file__).resolve().parents[1]
+    """Short hash of the checkout at ``root`` (default: the current folder), with ``-dirty``
+    when the code (:data:`CODE_PATHS`; not the README or tests) differs from it; "unknown"
+    outside a git checkout."""
+    root = root or Path.cwd()
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

@@ -49,5 +49,5 @@ def sample_run(workdir: str | Path, n: int, *, seed: int = 0, step: int | None =
             f"{workdir}: {config.model.name} is not a generative model (no prior to sample "
             "from); sampling works for dvae, svae, anovaegan, vae_chen, gmvae, aae and anogan"
         )
-    images = make_sampler(graphdef)(params, jax.random.key(seed), n)
+    images = make_sampler(graphdef)(params, config.train.key(seed), n)
     return np.asarray(images[..., 0])

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 # The suite is compile-bound: LLVM at -O0 compiles ~20 % faster and the tiny models run
-# about as fast. Set before jaxuad starts JAX; a level you set yourself wins.
+# about as fast. Set before JAX starts; a level you set yourself wins.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
@@ -20,9 +21,11 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
 import numpy as np
 import pytest
 
-import jaxuad  # noqa: F401  (applies jaxuad's JAX defaults before any test touches JAX)
 from jaxuad.config import load_config
 from jaxuad.data import phantom
+from jaxuad.runtime import configure
+
+configure()  # the defaults the command-line tools run with, before any test touches JAX
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MULTIDEVICE = os.environ.get("JAXUAD_MULTIDEVICE") == "1"
@@ -80,3 +83,9 @@ def require_shared_data() -> Path:
     if not (SHARED_DATA / "ixi").is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA} (CI has ../shared beside the checkout)")
     return SHARED_DATA
+
+
+def script(name: str) -> str:
+    """The console script ``name`` installed beside this interpreter (``.venv/bin``), so the
+    tests run jaxuad's own commands whatever PATH says."""
+    return str(Path(sys.executable).parent / name)

@@ -2,7 +2,7 @@
 
 import json
 
-from jaxuad.bench.summary import main, summarize
+from benchmarks.summary import main, summarize
 
 
 def _write(out, name, rows):

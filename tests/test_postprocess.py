@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks.postprocess import runs
 from jaxuad import postprocess as P
-from jaxuad.bench.postprocess import runs
 from jaxuad.config import ConfigError, EvaluateConfig
 from jaxuad.postprocess import kernels as K
 from jaxuad.postprocess import reference as R
@@ -371,7 +371,7 @@ def test_components_equal_scipy_on_real_scans():
     """The MSLUB patients (../shared): thresholded FLAIR residuals (1.4-4k runs each, the run
     kernel's default tiers) and the expert lesion masks, batched as bin/bench-postprocess
     times them."""
-    from jaxuad.bench.postprocess import real_cases
+    from benchmarks.postprocess import real_cases
     from tests.conftest import require_shared_data
 
     seg, lesions, pred = real_cases(str(require_shared_data() / "mslub"))

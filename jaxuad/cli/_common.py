@@ -90,11 +90,14 @@ def start_processes(args: argparse.Namespace) -> None:
 
 
 def run(main: Callable[[], int | None]) -> None:
-    """Runs ``main``; bad input becomes ``error: <file>: <problem>`` and exit code 2."""
+    """Runs ``main`` with jaxuad's runtime defaults (:func:`jaxuad.runtime.configure`); bad
+    input becomes ``error: <file>: <problem>`` and exit code 2."""
     from jaxuad.data import DataError
+    from jaxuad.runtime import configure
     from jaxuad.train import TrainingDiverged
 
     try:
+        configure()
         sys.exit(main() or 0)
     except (DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)

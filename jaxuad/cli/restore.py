@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     p.epilog = EPILOG
     p.add_argument(
         "--method",
-        default="reconstruction",
+        default=None,
         choices=METHODS,
-        help="restoration method (default: %(default)s); see 'methods' below",
+        help="restoration method (default: --set restore.method, else reconstruction); "
+        "see 'methods' below",
     )
     p.add_argument("--workdir", required=True, help="a run directory written by jaxuad-train")
     p.add_argument(
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     add_progress(p)
     args = p.parse_args(argv)
 
-    from jaxuad.config import Config, ConfigError, override
+    from jaxuad.config import Config, ConfigError, RestoreConfig, override
 
     if not args.calibrate and args.out is None:
         raise ConfigError("--out is required (unless --calibrate)")
@@ -106,16 +107,24 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.overrides:  # parsed and type-checked like any --set
         name = item.split("=", 1)[0].removeprefix("restore.")
         overrides[name] = getattr(override(Config(), [item]).restore, name)
-    for name in ("prior", "lam", "steps"):
+    for name in ("prior", "lam", "steps", "method"):
         if getattr(args, name) is not None:
+            if name in overrides and overrides[name] != getattr(args, name):
+                raise ConfigError(
+                    f"--{name} {getattr(args, name)} and --set restore.{name}="
+                    f"{overrides[name]} disagree; give one"
+                )
             overrides[name] = getattr(args, name)
+    method = overrides.pop("method", "reconstruction")
+    # Checked like any config value, before anything is read or written.
+    RestoreConfig(**overrides)
 
     start_processes(args)
     from jaxuad.distributed import is_primary
     from jaxuad.restore import calibrate, restore_cohort
 
     common = dict(
-        method=args.method,
+        method=method,
         modality=args.modality,
         step=args.step,
         restore_overrides=overrides,

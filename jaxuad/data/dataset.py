@@ -18,9 +18,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from jaxuad.config import MODALITIES
 from jaxuad.data.nifti import DataError
-
-MODALITIES = ("T1w", "T2w", "FLAIR")
 
 
 @dataclass(frozen=True)

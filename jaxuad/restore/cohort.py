@@ -172,7 +172,7 @@ def restore_cohort(
     out = Path(out)
     rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
     shape = jax.ShapeDtypeStruct((bs, dc.image_size, dc.image_size, 1), jnp.float32, sharding=rows)
-    key = jax.random.key(seed)
+    key = config.train.key(seed)
     t0 = time.perf_counter()
     fn = fn.lower(
         params,
@@ -290,7 +290,7 @@ def calibrate(
     padded = np.concatenate([grid, np.full((-len(grid)) % mesh.devices.size, grid[-1])])
     grid_f32 = distributed.put(jnp.asarray(padded, jnp.float32), lams)
     params = distributed.put(params, rep)
-    key = jax.random.key(seed)
+    key = config.train.key(seed)
     data_range = np.ptp(images.reshape(len(images), -1), axis=1)
     scores = []
     t0 = time.perf_counter()

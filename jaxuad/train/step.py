@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -45,8 +46,13 @@ def make_train_step(
     phases: Sequence[Phase],
     cfg: TrainConfig,
     mesh: jax.sharding.Mesh | None = None,
+    *,
+    max_traces: int | None = None,
 ):
     """Builds ``step(state, batch, key) -> (state, metrics)`` compiled with ``jax.jit``.
+
+    ``max_traces``: fail (``chex.assert_max_traces``) when the step is traced more often,
+    i.e. recompiled; for tests.
 
     With a ``mesh`` (:mod:`jaxuad.distributed`), pass the batch sharded along its ``data``
     axis and state and key replicated: the step stays data-parallel, the loss a mean over
@@ -119,6 +125,8 @@ def make_train_step(
         state = TrainState(new_step, params, opt_states)
         return state, {**metrics, "finite": all_finite.astype(jnp.float32)}
 
+    if max_traces is not None:
+        step = chex.assert_max_traces(step, n=max_traces)
     if mesh is None:
         return jax.jit(step, donate_argnums=0)
     from jaxuad.distributed import replicated

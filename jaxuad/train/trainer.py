@@ -50,7 +50,8 @@ def training_images(config: Config) -> np.ndarray:
 def build_model(config: Config, seed: int, *, abstract: bool = False):
     """Model graph definition and initial parameters (a pure dict); with ``abstract``,
     parameter shapes only (``nnx.eval_shape``), for restoring a checkpoint into."""
-    make = lambda: models.create(config.model, config.data.image_size, rngs=nnx.Rngs(params=seed))
+    rngs = lambda: nnx.Rngs(params=config.train.key(seed))
+    make = lambda: models.create(config.model, config.data.image_size, rngs=rngs())
     graphdef, state = nnx.split(nnx.eval_shape(make) if abstract else make())
     return graphdef, nnx.to_pure_dict(state)
 
@@ -157,7 +158,7 @@ def train(
         state = ckpt.restore(_abstract_state(params, phases, rep), start)
     else:
         state, start = distributed.put(init_state(params, phases), rep), 0
-    key = distributed.put(jax.random.key(tc.seed + 1), rep)
+    key = distributed.put(tc.key(tc.seed + 1), rep)
     log_path = workdir / "metrics.jsonl"
     if primary:
         _trim_log(log_path, start)

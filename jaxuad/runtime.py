@@ -1,13 +1,19 @@
-"""Process-wide JAX defaults that jaxuad sets before JAX starts its backend.
+"""jaxuad's process-wide runtime defaults, applied only when asked for.
 
-Each setting was measured on the project's 2-core CPU machines (see README, "Speed"):
+Importing jaxuad changes nothing in the importing process. The command-line tools call
+:func:`configure` before they start JAX; research code that wants the same defaults calls
+it too, first thing, before JAX runs anything::
 
-* ``--xla_cpu_experimental_ynn_fusion_type=`` (empty) turns off XLA CPU's experimental YNN
-  fusions, which made conv-heavy train steps about 2x slower here.
-* The ``rbg`` PRNG makes Flax initialisation several times faster to compile than the
-  default threefry implementation; keys stay explicit and reproducible for a given seed.
-* A persistent compilation cache turns a second start-up of the same program from tens of
-  seconds into a few.
+    import jaxuad
+    jaxuad.runtime.configure()
+
+Each default was measured on the project's 2-core CPU machines (see docs/benchmarks.md):
+
+* ``--xla_cpu_experimental_ynn_fusion_type=`` (empty) in ``XLA_FLAGS`` turns off XLA CPU's
+  experimental YNN fusions, which made conv-heavy train steps about 2x slower here. XLA
+  reads ``XLA_FLAGS`` once, when JAX starts its first backend: later calls cannot change it.
+* A persistent compilation cache (:func:`cache_dir`) turns a second start-up of the same
+  program from tens of seconds into a few.
 * glibc's allocator keeps freed memory for reuse (:data:`MALLOC_OPTIONS`: one arena, no
   ``mmap``, never trimmed). XLA CPU allocates each execution's temporaries afresh (a 114 MB
   and a 71 MB buffer per sVAE train step, 779 MB for ``vae_chen`` at batch 64), and glibc
@@ -15,11 +21,15 @@ Each setting was measured on the project's 2-core CPU machines (see README, "Spe
   threshold to the system, so every step page-faulted its whole working set back in:
   ~30,000 faults (117 MB) and 10-15 % of an sVAE step; ~190,000 faults (740 MB) and 25 % of
   a ``vae_chen`` step when the threshold was 1 GiB; with these options none after the
-  first two steps. The price: the process keeps its peak heap (see README, "Speed").
+  first two steps. The price: the process keeps its peak heap.
+
+The PRNG is not among them: a run's keys are made with the implementation its config names
+(``train.prng_impl``), whatever JAX's default is, so a run restores and resumes bit for bit
+in any process.
 
 Every default yields to the user: an ``XLA_FLAGS`` entry that is already set, an allocator
 option set through ``MALLOC_*`` or ``GLIBC_TUNABLES``, or ``JAXUAD_NO_DEFAULTS=1``, leaves
-the environment untouched.
+the process untouched.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ import ctypes.util
 import os
 import platform
 from pathlib import Path
+
+__all__ = ["MALLOC_OPTIONS", "cache_dir", "configure", "malloc_env"]
 
 _CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 
@@ -42,9 +54,9 @@ MALLOC_OPTIONS = {  # environment variable: (mallopt parameter, value)
 
 
 def malloc_env() -> dict[str, str]:
-    """The same allocator options as environment variables, for other processes (the
-    PyTorch reference in ``bin/bench-train``, for instance). mallopt takes an int and
-    glibc reads it as ``size_t``, so -1 is written out as SIZE_MAX."""
+    """The allocator options as environment variables, for other processes (the PyTorch
+    reference of the benchmarks, for instance). mallopt takes an int and glibc reads it as
+    ``size_t``, so -1 is written out as SIZE_MAX."""
     return {name: str(ctypes.c_size_t(value).value) for name, (_, value) in MALLOC_OPTIONS.items()}
 
 
@@ -74,17 +86,28 @@ def _set_xla_flags() -> None:
 
 
 def cache_dir() -> Path:
+    """Where :func:`configure` keeps compiled programs: ``$JAXUAD_CACHE_DIR``, else
+    ``~/.cache/jaxuad/xla``."""
     return Path(os.environ.get("JAXUAD_CACHE_DIR", Path.home() / ".cache" / "jaxuad" / "xla"))
 
 
-def apply_defaults() -> None:
+def configure() -> bool:
+    """Applies jaxuad's runtime defaults (module docstring) to this process.
+
+    Call it before JAX runs anything: ``XLA_FLAGS`` take effect only if no backend has
+    started yet. Idempotent. Returns False, changing nothing, when ``JAXUAD_NO_DEFAULTS=1``.
+
+    Example:
+      >>> import jaxuad
+      >>> applied = jaxuad.runtime.configure()
+    """
     if os.environ.get("JAXUAD_NO_DEFAULTS") == "1":
-        return
+        return False
     _set_xla_flags()
     _tune_malloc()  # before JAX starts the threads that allocate
     import jax
 
-    jax.config.update("jax_default_prng_impl", "rbg")
     jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return True

@@ -119,7 +119,7 @@ def postprocess_workload(volumes: int):
     residual volumes, one per device at a time."""
     import numpy as np
 
-    from jaxuad.bench.postprocess import residual_volume
+    from benchmarks.postprocess import residual_volume
     from jaxuad.config import EvaluateConfig
     from jaxuad.postprocess import Postprocessor
 
@@ -176,8 +176,10 @@ def main(argv=None) -> int:
     _force_host_devices(max(args.devices))
     import jax
 
-    import jaxuad  # noqa: F401  (jaxuad's JAX defaults)
-    from jaxuad.bench import write_results
+    from jaxuad.runtime import configure
+
+    configure()  # jaxuad's runtime defaults, as the CLI applies them
+    from benchmarks import write_results
 
     available = jax.device_count()
     counts = [n for n in args.devices if n <= available]

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from jaxuad.bench import write_results
+from benchmarks import write_results
 
 
 def blur_residual(image: np.ndarray, brainmask: np.ndarray) -> np.ndarray:
@@ -227,7 +227,9 @@ def main(argv=None) -> int:
 
     import jax
 
-    import jaxuad  # noqa: F401  (jaxuad's XLA defaults)
+    from jaxuad.runtime import configure
+
+    configure()  # jaxuad's runtime defaults, as the CLI applies them
     from jaxuad.data.nifti import DataError
 
     try:

@@ -16,7 +16,7 @@ allocator options) run in turn, ``--repeats`` times, and each cell is the median
 repeats, so a slow phase of a shared machine hits every framework alike. Results go to JSON
 and a table.
 PyTorch runs twice: as installed, and with the glibc allocator options that jaxuad sets in
-its own process (:data:`jaxuad._runtime.MALLOC_OPTIONS`), which speed up PyTorch too.
+its own process (:data:`jaxuad.runtime.MALLOC_OPTIONS`), which speed up PyTorch too.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from jaxuad.bench import add_repeats_argument, in_turn, write_results
+from benchmarks import add_repeats_argument, in_turn, write_results
 
 METHODS = ("lg_est", "lg_neural", "map", "anogan")
 PAPER_ANOGAN_S = 19.8547  # Baur et al. 2018, Table 2: seconds per AnoGAN reconstruction
@@ -86,7 +86,7 @@ def measure_jax(method: str, batch: int, steps: int) -> dict:
 def measure_torch(method: str, batch: int, steps: int) -> dict:
     import torch
 
-    from jaxuad.bench.torch_reference import TorchAutoencoder, TorchGAN
+    from benchmarks.torch_reference import TorchAutoencoder, TorchGAN
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -173,7 +173,8 @@ def one_image_at_a_time(rows: list[dict], method: str, key: str = "torch") -> fl
 
 def _worker(framework: str, method: str, batch: int, steps: int, env=None) -> dict | None:
     code = (
-        "import json, jaxuad.bench.restore as b; "
+        "from jaxuad.runtime import configure; configure(); "
+        "import json, benchmarks.restore as b; "
         f"print(json.dumps(b.measure_{framework}({method!r}, {batch}, {steps})))"
     )
     env = {**os.environ, **(env or {})}
@@ -218,8 +219,8 @@ def main(argv=None) -> int:
         help="folder for restore.json and restore.md (default: %(default)s)",
     )
     args = p.parse_args(argv)
-    from jaxuad._runtime import malloc_env
-    from jaxuad.bench.train import torch_available
+    from benchmarks.train import torch_available
+    from jaxuad.runtime import malloc_env
 
     has_torch = not args.no_torch and torch_available()
     workers = {"jax": ("jax", None)}  # name: (framework, extra environment)

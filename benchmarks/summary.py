@@ -23,8 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-from jaxuad.bench import write_results
-from jaxuad.bench.restore import PAPER_ANOGAN_S, one_image_at_a_time, per_image
+from benchmarks import write_results
+from benchmarks.restore import PAPER_ANOGAN_S, one_image_at_a_time, per_image
 
 QUICK = {
     "train": ["--models", "dae", "svae", "vae_chen", "anogan", "--steps", "5", "--repeats", "1"],
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     if not args.summarize_only:
-        from jaxuad.bench import postprocess, restore, train
+        from benchmarks import postprocess, restore, train
 
         for name, module in (("train", train), ("restore", restore), ("postprocess", postprocess)):
             print(f"== bench-{name}", file=sys.stderr, flush=True)

@@ -7,7 +7,7 @@ phases of a shared machine hit every framework alike. Results go to a JSON file 
 Markdown table; ratios compare measurements taken in the same run.
 
 PyTorch runs twice: as installed, and with the glibc allocator options that jaxuad sets in
-its own process (:data:`jaxuad._runtime.MALLOC_OPTIONS`, through environment variables).
+its own process (:data:`jaxuad.runtime.MALLOC_OPTIONS`, through environment variables).
 They speed up PyTorch too, so the second ratio shows how much of jaxuad's lead is the
 allocator and how much the compiled step.
 """
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from jaxuad.bench import add_repeats_argument, in_turn, write_results
+from benchmarks import add_repeats_argument, in_turn, write_results
 
 MODELS = (
     "dae",
@@ -74,7 +74,7 @@ def measure_jax(model: str, steps: int) -> dict:
 def measure_torch(model: str, steps: int) -> dict:
     import torch
 
-    from jaxuad.bench.torch_reference import make_step
+    from benchmarks.torch_reference import make_step
 
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -95,7 +95,8 @@ def _worker(framework: str, model: str, steps: int, defaults: bool, env=None) ->
     if not defaults:
         env["JAXUAD_NO_DEFAULTS"] = "1"
     code = (
-        f"import json, jaxuad.bench.train as b; "
+        "from jaxuad.runtime import configure; configure(); "
+        f"import json, benchmarks.train as b; "
         f"print(json.dumps(b.measure_{framework}({model!r}, {steps})))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
-    from jaxuad._runtime import malloc_env
+    from jaxuad.runtime import malloc_env
 
     has_torch = torch_available()
     workers = [("jax", "jax", True, None)]

@@ -1,0 +1,80 @@
+"""jaxuad as an installed package: what the wheel holds, and what importing it leaves alone.
+
+The wheel itself is built, installed into a fresh venv and run from another folder by
+``bin/test`` (README, "Tests"), before pytest starts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from jaxuad.config import available_models, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pyproject_lists_every_package():
+    """setuptools installs only the packages pyproject names: a new jaxuad/ subpackage
+    missing there would be left out of the wheel, and work only in the checkout."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "jaxuad").rglob("__init__.py")
+    }
+    assert set(tool["packages"]) == found | {"jaxuad.configs"}
+    assert tool["package-dir"] == {"jaxuad.configs": "configs"}
+
+
+def test_every_shipped_config_is_a_model():
+    """``configs/*.py`` are installed as ``jaxuad.configs``: each is one model's config."""
+    shipped = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
+    assert available_models() == shipped
+    assert all(load_config(name).model.name == name for name in shipped)
+
+
+# Imports every jaxuad module, draws a figure with jaxuad.report, and prints the process
+# state jaxuad must not touch, before and after.
+_IMPORT_ALL = r"""
+import ctypes, importlib, json, os, pkgutil, sys
+import jax, matplotlib
+
+matplotlib.use("svg")  # the caller's choice, e.g. a notebook's inline backend
+
+def state():
+    return {
+        "jax_config": {k: repr(v) for k, v in jax.config.values.items()},
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS"),
+        "MALLOC": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_"))},
+        "backend": matplotlib.get_backend(),
+        "pyplot": "matplotlib.pyplot" in sys.modules,
+    }
+
+before = state()
+import jaxuad
+modules = [m.name for m in pkgutil.walk_packages(jaxuad.__path__, "jaxuad.")]
+for name in modules:
+    importlib.import_module(name)
+from jaxuad import report
+report._subplots(1, 1)
+print(json.dumps({"before": before, "after": state(), "modules": modules}))
+"""
+
+
+def test_importing_jaxuad_changes_no_global_state():
+    """Importing every module of jaxuad (and drawing a report figure) leaves JAX's config
+    (PRNG implementation, compilation cache, ...), ``XLA_FLAGS``, the allocator options and
+    the matplotlib backend as the caller set them; only ``jaxuad.runtime.configure()``
+    changes them (tests/test_runtime.py checks the allocator itself)."""
+    env = {k: v for k, v in __import__("os").environ.items() if k != "XLA_FLAGS"}
+    r = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL], capture_output=True, text=True, env=env, cwd="/"
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {"jaxuad.evaluate", "jaxuad.report", "jaxuad.cli.train"} <= set(out["modules"])
+    before, after = out["before"], out["after"]
+    assert after["jax_config"]["jax_default_prng_impl"] == repr("threefry2x32")
+    assert after == before
