@@ -1,3 +1,6 @@
+import dataclasses
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,24 +8,20 @@ import pytest
 from flax import nnx
 
 from jaxuad import models
-from jaxuad.models.layers import (
-    Conv,
-    DownConv,
-    UpConv,
-    conv_general_dilated,
-    conv_im2col,
-    conv_transpose_via_phases,
-)
+from jaxuad.models import cpu_conv
+from jaxuad.models.cpu_conv import conv_im2col, conv_transpose_via_phases
+from jaxuad.models.layers import Conv, DownConv, UpConv
 from jaxuad.train import build_model
 from tests.conftest import smoke_config
 
 MODELS = ["dae", "sae", "dvae", "svae"]
 
 
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
 @pytest.mark.parametrize("k", [3, 4, 5])
-def test_upconv_equals_flax_conv_transpose(k):
+def test_upconv_equals_flax_conv_transpose(k, impl):
     ref = nnx.ConvTranspose(3, 5, (k, k), strides=(2, 2), padding="SAME", rngs=nnx.Rngs(0))
-    up = UpConv(3, 5, k, 2, rngs=nnx.Rngs(1))
+    up = UpConv(3, 5, k, 2, rngs=nnx.Rngs(1), conv_impl=impl)
     up.kernel[...] = ref.kernel[...]
     up.bias[...] = jax.random.normal(jax.random.key(2), (5,))
     ref.bias[...] = up.bias[...]
@@ -41,11 +40,12 @@ def test_upconv_equals_flax_conv_transpose(k):
     )
 
 
+@pytest.mark.parametrize("impl", ["xla", "cpu"])
 @pytest.mark.parametrize("k", [3, 4, 5])
 @pytest.mark.parametrize("size", [8, 12])  # 4x4 / 6x6 outputs: the im2col and the lax path
-def test_downconv_equals_flax_strided_conv(k, size):
+def test_downconv_equals_flax_strided_conv(k, size, impl):
     ref = nnx.Conv(3, 5, (k, k), strides=(2, 2), padding="SAME", rngs=nnx.Rngs(0))
-    down = DownConv(3, 5, k, 2, rngs=nnx.Rngs(1))
+    down = DownConv(3, 5, k, 2, rngs=nnx.Rngs(1), conv_impl=impl)
     down.kernel[...] = ref.kernel[...]
     ref.bias[...] = down.bias[...] = jax.random.normal(jax.random.key(2), (5,))
     x = jax.random.normal(jax.random.key(3), (2, size, size, 3))
@@ -85,14 +85,14 @@ def test_conv2d_values_and_gradients_equal_lax(k, stride, padding):
     ``lax.conv_general_dilated``, odd and even sizes, both gradients."""
     x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
     w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
-    mine = lambda x, w: conv_general_dilated(x, w, (stride,) * 2, padding, dimension_numbers=_DN)
+    mine = lambda x, w: cpu_conv.conv2d(x, w, stride, padding)
     _assert_conv_equals_lax(mine, x, w, stride, padding)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_conv2d_on_tiny_maps_takes_im2col_and_equals_lax(stride):
     """At most IM2COL_MAX_OUTPUT[stride] output pixels: the matrix-product route."""
-    from jaxuad.models.layers import IM2COL_MAX_OUTPUT, conv2d
+    from jaxuad.models.cpu_conv import IM2COL_MAX_OUTPUT, conv2d
 
     x = jax.random.normal(jax.random.key(0), (2, 2 * stride, 2 * stride, 5))
     w = jax.random.normal(jax.random.key(1), (3, 3, 5, 4))
@@ -109,9 +109,7 @@ def test_conv_transpose_gradients_by_either_route_equal_lax(k, strided_dw, monke
     """The transposed convolution's own backward pass: the input gradient as a strided
     convolution, the weight gradient as that convolution's or as the phase conv's
     (``STRIDED_DW_MAX_INPUT`` forced either way), odd and even sizes, against lax."""
-    from jaxuad.models import layers
-
-    monkeypatch.setattr(layers, "STRIDED_DW_MAX_INPUT", 10**9 if strided_dw else 0)
+    monkeypatch.setattr(cpu_conv, "STRIDED_DW_MAX_INPUT", 10**9 if strided_dw else 0)
     x = jax.random.normal(jax.random.key(0), (2, 7, 8, 3))
     w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
     via_lax = lambda x, w: jax.lax.conv_transpose(x, w, (2, 2), "SAME", dimension_numbers=_DN)
@@ -129,12 +127,10 @@ def test_conv_transpose_gradients_by_either_route_equal_lax(k, strided_dw, monke
 def test_strided_conv_input_gradient_by_phases_equals_lax(k, monkeypatch):
     """From ``PHASE_DX_MIN_OUTPUT`` output pixels (forced to 1 here) a SAME strided conv's
     input gradient runs as a phase-decomposed transposed conv, no input dilation."""
-    from jaxuad.models import layers
-
-    monkeypatch.setattr(layers, "PHASE_DX_MIN_OUTPUT", 1)
+    monkeypatch.setattr(cpu_conv, "PHASE_DX_MIN_OUTPUT", 1)
     x = jax.random.normal(jax.random.key(0), (2, 10, 12, 3))
     w = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
-    mine = lambda x, w: layers.conv2d(x, w, 2, "SAME")
+    mine = lambda x, w: cpu_conv.conv2d(x, w, 2, "SAME")
     _assert_conv_equals_lax(mine, x, w, 2, "SAME")
     dx = jax.grad(lambda x: jnp.sum(jnp.sin(mine(x, w))))
     assert "lhs_dilation=(2, 2)" not in str(jax.make_jaxpr(dx)(x))
@@ -146,10 +142,12 @@ def test_strided_conv_input_gradient_by_phases_equals_lax(k, monkeypatch):
     "kw", [{"padding": "SAME"}, {"padding": "VALID"}, {"padding": "SAME", "strides": 2}]
 )
 def test_conv_equals_flax_conv(kw):
-    """``Conv`` (``conv2d`` and ``add_bias``, whose bias gradient is a matrix-vector
-    product) against ``nnx.Conv``: the same parameters from the same seed, and the same
-    value and gradients (kernel, bias, input); a stride-2 one runs as ``nnx.Conv``."""
-    mine, ref = (cls(3, 4, (3, 3), rngs=nnx.Rngs(0), **kw) for cls in (Conv, nnx.Conv))
+    """``Conv`` on the CPU kernels (``conv2d`` and ``add_bias``, whose bias gradient is a
+    matrix-vector product) against ``nnx.Conv``: the same parameters from the same seed,
+    and the same value and gradients (kernel, bias, input); a stride-2 one runs as
+    ``nnx.Conv``."""
+    mine = Conv(3, 4, (3, 3), rngs=nnx.Rngs(0), conv_impl="cpu", **kw)
+    ref = nnx.Conv(3, 4, (3, 3), rngs=nnx.Rngs(0), **kw)
     params = [jax.tree.leaves(nnx.state(m)) for m in (mine, ref)]
     for a, b in zip(*params, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -173,20 +171,17 @@ def test_conv_to_one_channel_equals_lax(k, chunk_bytes, monkeypatch):
     one channel runs as taps-then-shifted-sum, by chunks of images or all at once: value
     and both gradients against lax, odd and even kernels, uneven pads, non-square maps,
     batches that do (6) and do not (7: chunks of one) split evenly."""
-    from jaxuad.models import layers
-
-    monkeypatch.setattr(layers, "ONE_CHANNEL_MIN_OUTPUT", 1)
-    monkeypatch.setattr(layers, "ONE_CHANNEL_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(cpu_conv, "ONE_CHANNEL_MIN_OUTPUT", 1)
+    monkeypatch.setattr(cpu_conv, "ONE_CHANNEL_CHUNK_BYTES", chunk_bytes)
     w = jax.random.normal(jax.random.key(1), (k, k, 3, 1))
     for batch, padding in ((6, "SAME"), (7, ((2, 0), (1, 3))), (1, "VALID")):
         x = jax.random.normal(jax.random.key(0), (batch, 9, 12, 3))
-        mine = lambda x, w, p=padding: layers.conv2d(x, w, 1, p)
+        mine = lambda x, w, p=padding: cpu_conv.conv2d(x, w, 1, p)
         assert "dot_general" in str(jax.make_jaxpr(mine)(x, w))  # not lax's convolution
         _assert_conv_equals_lax(mine, x, w, 1, padding)
     # at least 2 images per chunk, unless the batch has no such divisor
-    assert (
-        layers._chunk_size(64, 4 * chunk_bytes) == 2 and layers._chunk_size(7, 4 * chunk_bytes) == 1
-    )
+    assert cpu_conv._chunk_size(64, 4 * chunk_bytes) == 2
+    assert cpu_conv._chunk_size(7, 4 * chunk_bytes) == 1
 
 
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
@@ -196,13 +191,11 @@ def test_narrow_convs_by_taps_equal_lax(k, cin, monkeypatch):
     most ``NARROW_MAX_CHANNELS`` in and out runs its forward pass as the sum over its taps:
     value and both gradients against lax, odd and even kernels, uneven pads, non-square
     and odd-sized maps; wider convs, strided ones and smaller maps stay on lax's."""
-    from jaxuad.models import layers
-
-    monkeypatch.setattr(layers, "NARROW_MIN_OUTPUT", 20)
+    monkeypatch.setattr(cpu_conv, "NARROW_MIN_OUTPUT", 20)
     calls = []
-    by_taps = layers.conv_by_taps
+    by_taps = cpu_conv.conv_by_taps
     monkeypatch.setattr(
-        layers, "conv_by_taps", lambda x, w, p: calls.append(x.shape) or by_taps(x, w, p)
+        cpu_conv, "conv_by_taps", lambda x, w, p: calls.append(x.shape) or by_taps(x, w, p)
     )
     uneven = ((k - 1, 0), (1, k - 2))
     for shape, cout, padding, stride, used in (
@@ -215,7 +208,7 @@ def test_narrow_convs_by_taps_equal_lax(k, cin, monkeypatch):
         x = jax.random.normal(jax.random.key(0), shape)
         w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
         calls.clear()
-        mine = lambda x, w, p=padding, s=stride: layers.conv2d(x, w, s, p)
+        mine = lambda x, w, p=padding, s=stride: cpu_conv.conv2d(x, w, s, p)
         _assert_conv_equals_lax(mine, x, w, stride, padding)
         # forward passes only (an input gradient would come with cout channels)
         assert bool(calls) == used and all(c == shape for c in calls), (shape, cout, stride)
@@ -255,3 +248,52 @@ def test_encoder_decoder_same_size_across_variants():
         _, params = build_model(smoke_config(name), 0)
         sizes.add(count(params["encoder"]) + count(params["decoder"]))
     assert len(sizes) == 1
+
+
+def _conv_impls(model) -> set[str]:
+    return {m.conv_impl for _, m in nnx.iter_modules(model) if hasattr(m, "conv_impl")}
+
+
+@pytest.mark.parametrize("backend, want", [("gpu", "xla"), ("tpu", "xla"), ("cpu", "cpu")])
+def test_auto_conv_impl_follows_the_backend(backend, want, monkeypatch):
+    """``model.conv_impl=auto`` on an accelerator gives every layer the plain ``lax``
+    convolutions, and a traced forward and backward pass holds none of the CPU kernels
+    (their custom VJPs, im2col products, phase rearrangements); an explicit setting wins."""
+    cfg = dataclasses.replace(smoke_config("vae_chen").model, variance_net=True)
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    model = models.create(cfg, 32, rngs=nnx.Rngs(0))
+    assert _conv_impls(model) == {want}
+    graphdef, params = nnx.split(model)
+
+    def loss(p, x):
+        out = nnx.merge(graphdef, p)(x, key=jax.random.key(0))
+        return jnp.sum(out.recon**2)
+
+    jaxpr = str(jax.make_jaxpr(jax.grad(loss))(params, jnp.ones((2, 32, 32, 1))))
+    assert ("custom_vjp_call" in jaxpr) == (want == "cpu")
+    assert "conv_general_dilated" in jaxpr
+    forced = dataclasses.replace(cfg, conv_impl="cpu" if want == "xla" else "xla")
+    assert _conv_impls(models.create(forced, 32, rngs=nnx.Rngs(0))) == {forced.conv_impl}
+
+
+@pytest.mark.parametrize("name", ["svae", "vae_chen", "anogan"])
+def test_cpu_kernels_equal_plain_convolutions_in_values_and_gradients(name):
+    """One model, its parameters from one seed, run once with ``conv_impl=cpu`` and once
+    with ``xla``: the same outputs and parameter gradients (float32 sums in another order)."""
+    base = smoke_config(name).model
+    if name == "vae_chen":
+        base = dataclasses.replace(base, variance_net=True)
+    runs = []
+    for impl in ("cpu", "xla"):
+        model = models.create(dataclasses.replace(base, conv_impl=impl), 32, rngs=nnx.Rngs(0))
+        graphdef, params = nnx.split(model)
+        if name == "anogan":
+            x = jax.random.normal(jax.random.key(1), (2, base.z_dim))
+            f = lambda p, x, g=graphdef: nnx.merge(g, p).generate(x)
+        else:
+            x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 1))
+            f = lambda p, x, g=graphdef: nnx.merge(g, p)(x, key=jax.random.key(2)).recon
+        loss = lambda p, x, f=f: jnp.sum(jnp.sin(3 * f(p, x)))
+        value, grads = jax.value_and_grad(loss)(params, x)
+        runs.append((f(params, x), value, grads))
+    chex.assert_trees_all_close(runs[0], runs[1], atol=2e-4, rtol=2e-4)

@@ -27,10 +27,10 @@ from collections.abc import Callable
 
 from flax import nnx
 
-from jaxuad.config import ModelConfig
+from jaxuad.config import MODEL_NAMES, ModelConfig
 from jaxuad.models.autoencoders import AEOutput, Autoencoder
 from jaxuad.models.gan import GAN
-from jaxuad.models.layers import UpConv, conv_transpose_via_phases
+from jaxuad.models.layers import resolve_conv_impl
 
 _AE = functools.partial
 
@@ -48,12 +48,28 @@ REGISTRY: dict[str, Callable[..., nnx.Module]] = {
 }
 
 
+assert tuple(REGISTRY) == MODEL_NAMES, "jaxuad.config.MODEL_NAMES must list the registry"
+
+
 def create(cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs) -> nnx.Module:
+    """The model ``cfg.name`` for [B, image_size, image_size, 1] inputs, its convolutions
+    computed as ``cfg.conv_impl`` says (:func:`~jaxuad.models.layers.resolve_conv_impl`).
+
+    Example:
+      >>> from flax import nnx
+      >>> from jaxuad.config import load_config
+      >>> cfg = load_config("svae", "smoke").model
+      >>> model = create(cfg, 32, rngs=nnx.Rngs(0))
+      >>> model.decoder.out.conv_impl in ("cpu", "xla")
+      True
+    """
     if cfg.name not in REGISTRY:
         raise ValueError(f"unknown model {cfg.name!r}; registered: {', '.join(REGISTRY)}")
     if cfg.name == "anogan" and cfg.variance_net:
         raise ValueError("anogan has no encoder, so no variance network (model.variance_net)")
-    return REGISTRY[cfg.name](cfg, image_size, rngs=rngs)
+    model = REGISTRY[cfg.name](cfg, image_size, rngs=rngs)
+    model.set_attributes(conv_impl=resolve_conv_impl(cfg.conv_impl), raise_if_not_found=False)
+    return model
 
 
 __all__ = [
@@ -61,7 +77,6 @@ __all__ = [
     "REGISTRY",
     "AEOutput",
     "Autoencoder",
-    "UpConv",
-    "conv_transpose_via_phases",
     "create",
+    "resolve_conv_impl",
 ]

@@ -47,7 +47,7 @@ def decoder_samples(model, x: jax.Array, key: jax.Array, n: int) -> jax.Array:
     (:mod:`jaxuad.distributed`) every device decodes only its own images' draws (a
     draw-major batch made XLA's partitioner gather all of it onto every device). It is a
     plain batch, not a ``vmap`` over the images, so layers that process a batch a few
-    images at a time (:func:`jaxuad.models.layers.conv_to_one_channel`) see all of it.
+    images at a time (:func:`jaxuad.models.cpu_conv.conv_to_one_channel`) see all of it.
     Deterministic encoders (plain AEs, AAE) give n copies of the reconstruction.
     """
     mean, logvar = model.encode(x)
