@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 import pkgutil
 import types
 import typing
@@ -437,14 +438,27 @@ def from_dict(d: dict) -> Config:
 
 
 def save_json(config: Config, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    """Writes ``config`` as JSON; the file appears complete or not at all."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def load_json(path: str | Path) -> Config:
+    """Reads a config.json; anything unreadable, mistyped or out of range is a
+    :class:`ConfigError` naming the file."""
     try:
-        return from_dict(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError) as e:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(d, dict) or not all(isinstance(v, dict) for v in d.values()):
+            raise ConfigError("expected an object of sections")
+        return from_dict(d)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: cannot read config: {e}") from e
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from e
 
 
 CONFIGS_PACKAGE = "jaxuad.configs"  # the repository's configs/ folder, installed with jaxuad

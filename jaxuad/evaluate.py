@@ -10,7 +10,7 @@ Inputs are restoration folders written by :func:`jaxuad.restore.restore_cohort`:
   - ``fpr<x>``: Chen's smallest threshold whose false-positive rate is at most x %.
 
   Fitted thresholds are saved with their source as ``thresholds.json`` in the report folder
-  and in the training run folder, and can be reused with ``thresholds=``.
+  (the only folder an evaluation writes to), and can be reused with ``thresholds=``.
 
 Metrics, all inside the brain mask (definitions in :mod:`jaxuad.metrics`):
 
@@ -40,6 +40,7 @@ from jaxuad.config import ConfigError, EvaluateConfig
 from jaxuad.data import (
     DataError,
     iter_volumes,
+    read_json,
     read_nifti,
     read_on_grid,
     write_json,
@@ -155,10 +156,9 @@ def load_thresholds(path, cfg: EvaluateConfig) -> dict:
     """Thresholds saved by an earlier evaluation; they must come from the same
     post-processing, or they would not mean the same thing."""
     path = Path(path)
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read thresholds ({e})") from None
+    saved = read_json(path, "thresholds")
+    if not isinstance(saved, dict):
+        raise DataError(f"{path}: not a thresholds.json written by jaxuad-evaluate")
     if "thresholds" not in saved:  # a run folder's file: {source: thresholds}
         if len(saved) != 1:
             raise DataError(
@@ -177,21 +177,6 @@ def load_thresholds(path, cfg: EvaluateConfig) -> dict:
     if missing:
         raise DataError(f"{path}: no threshold for {', '.join(sorted(missing))}")
     return saved
-
-
-def _save_in_run(fitted: dict, healthy: Path) -> None:
-    """Adds the thresholds to ``<run>/thresholds.json`` (keyed by their source), when the
-    healthy folder's restore.json names a run folder that exists."""
-    info_path = healthy / "restore.json"
-    if not info_path.is_file():
-        return
-    run = Path(json.loads(info_path.read_text()).get("run", ""))
-    if not run.is_dir():
-        return
-    path = run / "thresholds.json"
-    saved = json.loads(path.read_text()) if path.is_file() else {}
-    saved[fitted["source"]] = fitted
-    write_json(saved, path)
 
 
 class _Counts:
@@ -280,7 +265,7 @@ def evaluate(
     post = Postprocessor(cfg, devices)
     pred, out = Path(pred), Path(out)
     info_path = pred / "restore.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = read_json(info_path, "restoration summary") if info_path.is_file() else {}
     modality = modality or info.get("modality", "T1w")
     normalization = info.get("normalization", "minmax")
     volumes = list(iter_volumes(data, modality))
@@ -312,8 +297,6 @@ def evaluate(
 
     out.mkdir(parents=True, exist_ok=True)
     write_json(fitted, out / "thresholds.json")
-    if healthy is not None:
-        _save_in_run(fitted, Path(healthy))
 
     # Compile once on the first volume, so per-volume times are steady state.
     v0, r0, _, _, k0 = inputs[0]

@@ -365,7 +365,8 @@ class Reproduction:
                 steps.append(
                     Step(
                         ("jaxuad-restore", "--workdir", str(wd), "--data", str(data), *mod,
-                         "--out", str(preds[part]), *method, *sets, *self._quiet),
+                         "--out", str(preds[part]), "--overwrite", *method, *sets,
+                         *self._quiet),
                         done(f"restore-{key}-{part}"),
                         tags=(row.run, key),
                     )

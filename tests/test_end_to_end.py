@@ -62,10 +62,10 @@ def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, 
         assert (out / fig).stat().st_size > 1000
     text = (out / "report.md").read_text()
     assert "Dice @0.1% FPR" in text and "Oracle" in text and "| svae |" in text
-    # Thresholds are kept with their source, in the report and in the run folder.
+    # Thresholds are kept with their source, in the report folder only (issue 24, case 12).
     saved = json.loads((out / "thresholds.json").read_text())
     assert saved["source"] == str((restored / "healthy").absolute())
-    assert saved["source"] in json.loads((trained_run / "thresholds.json").read_text())
+    assert not (trained_run / "thresholds.json").exists()
 
     # Reusing the saved thresholds gives the same numbers without the healthy folder.
     again = run("again", thresholds=out / "thresholds.json")

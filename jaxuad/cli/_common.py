@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
@@ -17,9 +18,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=HelpFormatter
+    p = argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="on an error, show the full Python traceback instead of one line",
     )
+    return p
 
 
 def add_modality(p: argparse.ArgumentParser, help: str) -> None:
@@ -89,21 +94,42 @@ def start_processes(args: argparse.Namespace) -> None:
     initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a scheduler's kill) ends like Ctrl-C: cleanly
+
+
 def run(main: Callable[[], int | None]) -> None:
-    """Runs ``main`` with jaxuad's runtime defaults (:func:`jaxuad.runtime.configure`); bad
-    input becomes ``error: <file>: <problem>`` and exit code 2."""
+    """Runs ``main`` with jaxuad's runtime defaults (:func:`jaxuad.runtime.configure`).
+
+    Bad input (data, config, run and output folders, unreadable files, a full disk)
+    becomes one line ``error: <file or setting>: <problem>`` and exit code 2; a diverged
+    training exit code 3; SIGTERM is handled like Ctrl-C (training saves a checkpoint,
+    partial outputs are removed), exit code 130; anything else, a bug, one line and exit
+    code 1. ``--debug`` shows the traceback instead.
+    """
     from jaxuad.data import DataError
     from jaxuad.runtime import configure
     from jaxuad.train import TrainingDiverged
 
+    debug = "--debug" in sys.argv[1:]
     try:
+        signal.signal(signal.SIGTERM, _interrupt)
         configure()
         sys.exit(main() or 0)
-    except (DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_DIVERGED)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:
+        if debug:
+            raise
+        if isinstance(e, DataError | ConfigError):
+            message, code = str(e), EXIT_BAD_INPUT
+        elif isinstance(e, TrainingDiverged):
+            message, code = str(e), EXIT_DIVERGED
+        elif isinstance(e, OSError):  # a folder that cannot be written, a full disk, ...
+            where = f"{e.filename}: " if e.filename else ""
+            message, code = f"{where}{e.strerror or e}", EXIT_BAD_INPUT
+        else:
+            message = f"internal error: {type(e).__name__}: {e} (rerun with --debug for details)"
+            code = 1
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(code)

@@ -13,8 +13,7 @@ thresholds (fitted on healthy data only, over eroded brain-mask voxels):
 
 outputs (in --out):
   metrics.json                every number, with settings, thresholds and timings
-  thresholds.json             the fitted thresholds and their source (reuse: --thresholds);
-                              also added to the training run folder's thresholds.json
+  thresholds.json             the fitted thresholds and their source (reuse: --thresholds)
   report.md                   tables in Baur's and Chen's layouts, every threshold, subjects
   histogram.png               residuals of normal and lesion voxels (Baur Fig. 6)
   roc_pr.png                  ROC and precision-recall curves

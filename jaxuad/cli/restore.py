@@ -93,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         p,
         "split each chunk of restore.batch_size slices (with --calibrate: the lambda grid)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--out may hold an earlier restoration: its files are removed first (default: "
+        "a non-empty --out is refused)",
+    )
     add_progress(p)
     args = p.parse_args(argv)
 
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             + f"; stored in {args.workdir}/calibration.json"
         )
         return 0
-    s = restore_cohort(args.workdir, args.data, args.out, **common)
+    s = restore_cohort(args.workdir, args.data, args.out, overwrite=args.overwrite, **common)
     if not is_primary():
         return 0
     print(

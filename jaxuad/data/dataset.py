@@ -8,7 +8,12 @@ Folder layout (as in ``../shared/data`` and the phantom)::
     DIR/participants.tsv             optional
 
 A manifest is a CSV with columns ``subject,image,brainmask,lesion`` (lesion may be empty);
-relative paths are taken from the manifest's folder.
+relative paths are taken from the manifest's folder. UTF-8, with or without the byte-order
+mark spreadsheet programs write.
+
+Subject ids become output file names (``sub-<id>_residual.nii.gz``), so they are names,
+never paths: letters, digits, ``.``, ``_`` and ``-``, not empty, not ``.`` or ``..``, and
+unique within a cohort.
 """
 
 from __future__ import annotations
@@ -30,12 +35,24 @@ class Subject:
     lesion: Path | None
 
 
+_ID = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_subject_id(sid: str, where: str) -> str:
+    """``sid`` if it is a valid subject id (module docstring), else :class:`DataError`."""
+    if not _ID.fullmatch(sid or "") or set(sid) == {"."}:
+        raise DataError(
+            f"{where}: subject id {sid!r} is not a plain name (letters, digits, '.', '_', '-'; "
+            "it names output files)"
+        )
+    return sid
+
+
 def _nifti(folder: Path, stem: str) -> Path | None:
-    for ext in (".nii.gz", ".nii"):
-        p = folder / f"{stem}{ext}"
-        if p.exists():
-            return p
-    return None
+    found = [p for ext in (".nii.gz", ".nii") if (p := folder / f"{stem}{ext}").exists()]
+    if len(found) > 1:
+        raise DataError(f"{found[0]}: {found[1].name} is the same scan spelled twice; keep one")
+    return found[0] if found else None
 
 
 def _from_folder(folder: Path, modality: str) -> list[Subject]:
@@ -43,9 +60,10 @@ def _from_folder(folder: Path, modality: str) -> list[Subject]:
     subjects = []
     for p in sorted(folder.iterdir()):
         m = pattern.match(p.name)
-        if not m:
-            continue
-        sid = m.group(1)
+        if not m or m.group(2) is None and (folder / f"{p.name}.gz").exists():
+            continue  # the .nii twin of a .nii.gz: _nifti below refuses the pair
+        sid = check_subject_id(m.group(1), str(p))
+        p = _nifti(folder, f"sub-{sid}_{modality}")
         mask = _nifti(folder, f"sub-{sid}_brainmask")
         if mask is None:
             raise DataError(f"{p}: no brain mask sub-{sid}_brainmask.nii.gz beside it")
@@ -65,26 +83,38 @@ def _from_folder(folder: Path, modality: str) -> list[Subject]:
 
 def _from_manifest(path: Path) -> list[Subject]:
     try:
-        with path.open(newline="") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel's BOM
             rows = list(csv.DictReader(f))
     except OSError as e:
-        raise DataError(f"{path}: cannot read manifest: {e}") from e
+        raise DataError(f"{path}: cannot read manifest: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: manifest is not UTF-8 text (byte {e.start})") from e
+    except csv.Error as e:
+        raise DataError(f"{path}: not a CSV manifest: {e}") from e
     need = {"subject", "image", "brainmask"}
     if not rows or not need <= set(rows[0]):
         raise DataError(f"{path}: manifest needs columns subject,image,brainmask[,lesion]")
 
     def resolve(text: str | None) -> Path | None:
-        if not text:
+        if not text or not text.strip():
             return None
-        p = Path(text)
+        p = Path(text.strip())
         return p if p.is_absolute() else path.parent / p
 
-    return [
-        Subject(
-            r["subject"], resolve(r["image"]), resolve(r["brainmask"]), resolve(r.get("lesion"))
-        )
-        for r in rows
-    ]
+    subjects, seen = [], {}
+    for line, r in enumerate(rows, start=2):  # line 1 is the header
+        where = f"{path}, line {line}"
+        if None in r or any(r.get(k) is None for k in need):
+            raise DataError(f"{where}: expected {len(rows[0])} columns")
+        sid = check_subject_id((r["subject"] or "").strip(), where)
+        if sid in seen:
+            raise DataError(f"{where}: subject {sid!r} already on line {seen[sid]}")
+        seen[sid] = line
+        image, brainmask = resolve(r["image"]), resolve(r["brainmask"])
+        if image is None or brainmask is None:
+            raise DataError(f"{where}: subject {sid!r} needs an image and a brainmask path")
+        subjects.append(Subject(sid, image, brainmask, resolve(r.get("lesion"))))
+    return subjects
 
 
 def discover(path: str | Path, modality: str = "T1w") -> list[Subject]:

@@ -72,16 +72,45 @@ def read_on_grid(path: str | Path, shape: tuple, affine: np.ndarray, ref_name: s
 
 
 def read_mask(path: Path, ref: Path, ref_data, ref_affine) -> np.ndarray:
+    """A brain mask on ``ref``'s grid: voxels > 0.5 (binary or a probability map)."""
     return read_on_grid(path, ref_data.shape, ref_affine, Path(ref).name) > 0.5
 
 
+def read_lesion_mask(path: Path, ref: Path, ref_data, ref_affine) -> np.ndarray:
+    """A ground-truth lesion mask on ``ref``'s grid, binary as {0, 1} or {0, 255}.
+
+    Raises:
+      DataError: other values (a probability map, labels such as -1 or 2): a threshold
+        picked here would silently decide what the ground truth is.
+    """
+    data = read_on_grid(path, ref_data.shape, ref_affine, Path(ref).name)
+    values = np.unique(data)
+    if not (set(values.tolist()) <= {0.0, 1.0} or set(values.tolist()) <= {0.0, 255.0}):
+        shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
+        raise DataError(
+            f"{path}: lesion mask must be binary ({{0, 1}} or {{0, 255}}), has values {shown}"
+        )
+    return data > 0
+
+
 def load_volume(subject: str, image: Path, brainmask: Path, lesion: Path | None) -> Volume:
-    """Loads and cross-checks one subject's image, brain mask and optional lesion mask."""
+    """Loads and cross-checks one subject's image, brain mask and optional lesion mask.
+
+    Raises:
+      DataError: as :func:`read_nifti`; a mask off the image's grid; an empty brain mask;
+        no contrast inside the brain (every brain voxel the same, e.g. an all-zero image);
+        a lesion mask that is not binary.
+    """
     data, affine, header = read_nifti(image)
     mask = read_mask(Path(brainmask), Path(image), data, affine)
     if not mask.any():
         raise DataError(f"{brainmask}: brain mask is empty")
-    les = read_mask(Path(lesion), Path(image), data, affine) if lesion is not None else None
+    brain = data[mask]
+    if not brain.max() > brain.min():
+        raise DataError(
+            f"{image}: no contrast inside the brain mask (every brain voxel is {brain[0]:g})"
+        )
+    les = read_lesion_mask(Path(lesion), Path(image), data, affine) if lesion is not None else None
     return Volume(subject, data, mask, les, affine, header)
 
 
@@ -103,16 +132,28 @@ def write_nifti_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
         nib.save(img, tmp)
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yields a temporary path beside ``path`` to write to; it becomes ``path`` only when
-    the block completes, and is removed if it fails, so no partial file is ever left."""
+    the block completes, and is removed if it fails, so no partial file is ever left.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask), not
+    the 0600 of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="".join(path.suffixes))
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -126,5 +167,16 @@ def write_text(text: str, path: str | Path) -> None:
 
 
 def write_json(obj, path: str | Path) -> None:
-    """Writes ``obj`` as indented JSON, atomically."""
-    write_text(json.dumps(obj, indent=2) + "\n", path)
+    """Writes ``obj`` as indented, strict JSON (NaN and infinity are refused: they are not
+    JSON, and other tools cannot read them), atomically."""
+    write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", path)
+
+
+def read_json(path: str | Path, what: str = "JSON file"):
+    """Reads a JSON file that jaxuad wrote, or raises :class:`DataError` naming it."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: cannot read {what}: {e}") from e

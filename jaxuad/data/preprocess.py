@@ -22,12 +22,15 @@ def normalize(image: np.ndarray, brainmask: np.ndarray, method: str) -> np.ndarr
     * ``minmax`` (Baur et al. 2018): ``(x - min) / (max - min)`` over brain voxels, 0 outside.
     * ``zscore`` (Chen et al. 2019): zero mean, unit variance over brain voxels, -3.5 outside.
     """
-    brain = image[brainmask]
+    # float64: a scan with huge finite intensities (scaled by 1e30, or near float32's
+    # maximum) would overflow float32 in the differences and squares
+    x = image.astype(np.float64)
+    brain = x[brainmask]
     if method == "minmax":
-        lo, hi = float(brain.min()), float(brain.max())
-        out = (image - lo) / max(hi - lo, 1e-8)
+        lo, hi = brain.min(), brain.max()
+        out = (x - lo) / max(hi - lo, 1e-8)
     elif method == "zscore":
-        out = (image - brain.mean()) / max(float(brain.std()), 1e-8)
+        out = (x - brain.mean()) / max(brain.std(), 1e-8)
     else:
         raise ValueError(f"unknown normalization {method!r} (minmax | zscore)")
     return np.where(brainmask, out, background_value(method)).astype(np.float32)

@@ -24,7 +24,8 @@ calibration splits its lambda grid instead.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
+import re
 import time
 from pathlib import Path
 
@@ -36,8 +37,16 @@ from tqdm.auto import tqdm
 
 from jaxuad import distributed
 from jaxuad.config import RESTORE_METHODS, Config, ConfigError, RestoreConfig
-from jaxuad.data import iter_volumes, pad_rows, slice_volume, write_json, write_nifti_like
-from jaxuad.restore.iterative import check_method, iterations, restore
+from jaxuad.data import (
+    DataError,
+    iter_volumes,
+    pad_rows,
+    read_json,
+    slice_volume,
+    write_json,
+    write_nifti_like,
+)
+from jaxuad.restore.iterative import iterations, restore
 from jaxuad.restore.reconstruction import latent_description
 
 METHODS = RESTORE_METHODS
@@ -53,11 +62,7 @@ def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config, mesh=None
     rc, tc = config.restore, config.train
 
     def fn(params, y, mask, key, lam):
-        model = nnx.merge(graphdef, params)
-        if method == "reconstruction":
-            check_method(method, model)
-            return model(y).recon
-        return restore(method, model, y, mask, key, rc, lam, tc).x
+        return restore(method, nnx.merge(graphdef, params), y, mask, key, rc, lam, tc).x
 
     if mesh is None:
         return jax.jit(fn)
@@ -95,8 +100,20 @@ def stored_lambda(workdir, method: str, prior: str) -> float | None:
     path = Path(workdir) / CALIBRATION_FILE
     if not path.is_file():
         return None
-    entry = json.loads(path.read_text()).get(_calibration_key(method, prior))
-    return None if entry is None else float(entry["lam"])
+    entry = _read_calibration(path).get(_calibration_key(method, prior))
+    if entry is None:
+        return None
+    lam = entry.get("lam") if isinstance(entry, dict) else None
+    if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
+        raise DataError(f"{path}: entry {_calibration_key(method, prior)!r} holds no valid lam")
+    return float(lam)
+
+
+def _read_calibration(path: Path) -> dict:
+    stored = read_json(path, "calibration file")
+    if not isinstance(stored, dict):
+        raise DataError(f"{path}: not a calibration file written by jaxuad-restore --calibrate")
+    return stored
 
 
 def resolve_lambda(workdir, method: str, rc: RestoreConfig) -> float:
@@ -136,6 +153,27 @@ def _prepare(
     return config, dc, graphdef, params
 
 
+OUTPUT_PARTS = ("restored", "residual", "brainmask", "normalized")
+
+
+def _stale_outputs(out: Path, overwrite: bool) -> list[Path]:
+    """The files of an earlier restoration in ``out``, to remove before writing (checked
+    before anything runs): refused without ``overwrite``. Process 0 alone writes, and checks."""
+    if not distributed.is_primary():
+        return []
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder (--out)")
+    present = sorted(out.iterdir()) if out.is_dir() else []
+    if present and not overwrite:
+        raise ConfigError(
+            f"{out}: already holds {len(present)} files; choose a new --out, or pass "
+            "--overwrite to replace the restoration there"
+        )
+    parts = "|".join(OUTPUT_PARTS)
+    ours = re.compile(rf"(sub-.+_({parts})\.nii\.gz|restore\.json|\.tmp-.*)")
+    return [p for p in present if p.is_file() and ours.fullmatch(p.name)]
+
+
 def restore_cohort(
     workdir,
     data,
@@ -145,9 +183,14 @@ def restore_cohort(
     seed: int = 0,
     progress=True,
     devices: int | None = None,
+    overwrite: bool = False,
     **options,
 ) -> dict:
     """Restores every subject of ``data`` with the model trained in ``workdir``.
+
+    ``out`` must be new or empty; with ``overwrite``, the restoration outputs already there
+    (every subject's, and ``restore.json``) are removed first, so the folder never mixes
+    two restorations.
 
     ``options``: ``modality``, ``step`` (checkpoint), ``restore_overrides`` (a dict of
     :class:`RestoreConfig` fields). ``devices``: split each chunk of slices over this many
@@ -156,6 +199,8 @@ def restore_cohort(
     partial output. Only process 0 of a multi-process run writes. Returns the summary also
     written to ``out/restore.json``.
     """
+    out = Path(out)
+    stale = _stale_outputs(out, overwrite)
     config, dc, graphdef, params = _prepare(workdir, method, **options)
     bs = config.restore.batch_size
     mesh = distributed.make_mesh(devices)
@@ -169,7 +214,6 @@ def restore_cohort(
     fn = make_restorer(method, graphdef, config, mesh)
     lam = resolve_lambda(workdir, method, config.restore)
     volumes = list(iter_volumes(data, dc.modality))
-    out = Path(out)
     rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
     shape = jax.ShapeDtypeStruct((bs, dc.image_size, dc.image_size, 1), jnp.float32, sharding=rows)
     key = config.train.key(seed)
@@ -183,31 +227,48 @@ def restore_cohort(
     ).compile()
     compile_s = time.perf_counter() - t0
     primary = distributed.is_primary()
+    created = not out.exists()
     if primary:
+        for path in stale:
+            path.unlink(missing_ok=True)
         out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def write(array, vol, part):
+        path = out / f"sub-{vol.subject}_{part}.nii.gz"
+        write_nifti_like(array, vol, path)
+        written.append(path)
 
     n_slices, run_s, subjects = 0, 0.0, []
     bar = tqdm(
         volumes, desc=f"restore ({method})", unit="subject", disable=not (progress and primary)
     )
-    for vol in bar:
-        vs = slice_volume(vol, dc)
-        t0 = time.perf_counter()
-        subject_key = jax.random.fold_in(key, len(subjects))
-        restored_slices = run_slices(fn, params, vs.images, vs.masks, subject_key, lam, bs, mesh)
-        run_s += time.perf_counter() - t0
-        n_slices += len(vs.index)
-        x = vs.normalized
-        restored = x.copy()
-        restored[:, :, vs.index] = vs.to_volume(restored_slices)[:, :, vs.index]
-        residual = np.abs(x - restored) * vol.brainmask
-        sid = vol.subject
-        if primary:
-            write_nifti_like(restored, vol, out / f"sub-{sid}_restored.nii.gz")
-            write_nifti_like(residual, vol, out / f"sub-{sid}_residual.nii.gz")
-            write_nifti_like(vol.brainmask, vol, out / f"sub-{sid}_brainmask.nii.gz")
-            write_nifti_like(x, vol, out / f"sub-{sid}_normalized.nii.gz")
-        subjects.append(sid)
+    try:
+        for vol in bar:
+            vs = slice_volume(vol, dc)
+            t0 = time.perf_counter()
+            subject_key = jax.random.fold_in(key, len(subjects))
+            restored_slices = run_slices(
+                fn, params, vs.images, vs.masks, subject_key, lam, bs, mesh
+            )
+            run_s += time.perf_counter() - t0
+            n_slices += len(vs.index)
+            x = vs.normalized
+            restored = x.copy()
+            restored[:, :, vs.index] = vs.to_volume(restored_slices)[:, :, vs.index]
+            residual = np.abs(x - restored) * vol.brainmask
+            if primary:
+                write(restored, vol, "restored")
+                write(residual, vol, "residual")
+                write(vol.brainmask, vol, "brainmask")
+                write(x, vol, "normalized")
+            subjects.append(vol.subject)
+    except BaseException:  # a failure or Ctrl-C halfway: no partial cohort is left
+        for path in written:
+            path.unlink(missing_ok=True)
+        if primary and created and not any(out.iterdir()):
+            out.rmdir()
+        raise
 
     rc = config.restore
     iters = 1 if method == "reconstruction" else iterations(method, rc)
@@ -328,7 +389,7 @@ def calibrate(
     if not primary:
         return entry
     path = Path(workdir) / CALIBRATION_FILE
-    stored = json.loads(path.read_text()) if path.is_file() else {}
+    stored = _read_calibration(path) if path.is_file() else {}
     stored[_calibration_key(method, rc.prior)] = entry
     write_json(stored, path)
     from jaxuad.report import ssim_lambda_figure

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
+from jaxuad.data import DataError
 from jaxuad.train.step import TrainState
 
 
@@ -29,6 +30,10 @@ class Checkpoints:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def steps(self) -> list[int]:
+        """The steps kept, oldest first."""
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state: TrainState, config: dict) -> None:
         self._manager.save(
             step,
@@ -39,14 +44,53 @@ class Checkpoints:
         )
         self._manager.wait_until_finished()
 
-    def restore(self, abstract: TrainState, step: int | None = None) -> TrainState:
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"{self.directory}: no checkpoint to restore")
-        out = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract._asdict()))
+    def _step(self, step: int | None) -> int:
+        steps = self.steps()
+        if step is None and steps:
+            return steps[-1]
+        if step not in steps:
+            kept = ", ".join(map(str, steps)) or "none"
+            raise DataError(f"{self.directory}: no checkpoint at step {step} (steps kept: {kept})")
+        return step
+
+    def _unreadable(self, step: int, e: Exception) -> DataError:
+        others = [s for s in self.steps() if s != step]
+        hint = (
+            f"other steps kept: {', '.join(map(str, others))} (--step N restores one; to "
+            f"resume from one, move {self.directory / str(step)} away)"
+            if others
+            else "no other checkpoint is kept"
         )
-        return TrainState(**out["state"])
+        return DataError(
+            f"{self.directory / str(step)}: checkpoint cannot be read "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); {hint}"
+        )
+
+    def restore(self, abstract: TrainState, step: int | None = None) -> TrainState:
+        """The train state at ``step`` (default: the latest), into ``abstract``'s shapes.
+
+        Raises:
+          DataError: no checkpoint at ``step``, or one that cannot be read (truncated,
+            zeroed or missing files); the message lists the other steps kept.
+        """
+        step = self._step(step)
+        try:
+            out = self._manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract._asdict()))
+            )
+            return TrainState(**out["state"])
+        except Exception as e:  # orbax and tensorstore raise many types for damaged files
+            raise self._unreadable(step, e) from e
+
+    def config(self, step: int | None = None) -> dict:
+        """The resolved config stored with the checkpoint at ``step`` (default: the latest)."""
+        step = self._step(step)
+        try:
+            args = ocp.args.Composite(config=ocp.args.JsonRestore())
+            out = self._manager.restore(step, args=args)
+            return dict(out["config"])
+        except Exception as e:
+            raise self._unreadable(step, e) from e
 
     def close(self) -> None:
         self._manager.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxuad import distributed, models
-from jaxuad.config import Config, ConfigError, load_json, save_json, to_dict
+from jaxuad.config import Config, ConfigError, from_dict, save_json, to_dict
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.schemes import phases_for, total_steps
@@ -76,15 +78,54 @@ def _check_resume_config(stored: Config, config: Config) -> None:
         raise ConfigError("--resume with a different config:\n  " + "\n  ".join(diffs))
 
 
+def _step_of(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a line cut short by a kill
+
+
 def _trim_log(path: Path, last_step: int) -> None:
-    """Drops log lines written after the checkpoint we resume from (they will be redone)."""
+    """Drops log lines written after the checkpoint we resume from (they will be redone),
+    and a last line a kill cut short."""
     if path.exists():
-        lines = [
-            ln
-            for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["step"] <= last_step
-        ]
-        path.write_text("".join(ln + "\n" for ln in lines))
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = [ln for ln in lines if (s := _step_of(ln)) is not None and s <= last_step]
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+
+@contextlib.contextmanager
+def _locked(workdir: Path):
+    """Holds an exclusive lock on ``workdir`` (``workdir/.lock``) while the block runs: a
+    second training of the same run fails at once instead of interleaving with the first."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with (workdir / ".lock").open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(
+                f"{workdir}: another jaxuad-train is using this run folder; wait for it to "
+                "finish or choose another --workdir"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove_new_run(workdir: Path, created: bool) -> None:
+    """After a fresh run failed before its first checkpoint: removes what it wrote, so a
+    failed start leaves no half run folder behind."""
+    if created:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return
+    for name in ("config.json", "metrics.jsonl", ".lock"):
+        (workdir / name).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
 
 
 def train(
@@ -115,17 +156,41 @@ def train(
       TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
     """
     workdir = Path(workdir)
-    tc = config.train
-    has_checkpoints = (workdir / "checkpoints").is_dir() and any(
-        (workdir / "checkpoints").iterdir()
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"{workdir}: exists and is not a folder (--workdir)")
+    primary = distributed.is_primary()
+    with contextlib.ExitStack() as stack:
+        if primary and workdir.is_dir():
+            stack.enter_context(_locked(workdir))
+        return _train(config, workdir, stack, resume, images, stop_after, progress, devices)
+
+
+def _has_checkpoints(workdir: Path) -> bool:
+    return (workdir / "checkpoints").is_dir() and any(
+        p.name.isdigit() for p in (workdir / "checkpoints").iterdir()
     )
+
+
+def _train(config, workdir, stack, resume, images, stop_after, progress, devices):
+    tc = config.train
+    primary = distributed.is_primary()
+    has_checkpoints = _has_checkpoints(workdir)
     if has_checkpoints and not resume:
         raise ConfigError(
             f"{workdir}: already holds checkpoints; pass --resume to continue "
             "it or choose a new --workdir"
         )
-    if resume and (workdir / "config.json").exists():
-        _check_resume_config(load_json(workdir / "config.json"), config)
+    if resume and has_checkpoints:
+        # The latest checkpoint holds the config its weights were trained with: it decides,
+        # whatever config.json says (or whether it is still there).
+        ckpt = Checkpoints(workdir, tc.keep_checkpoints)
+        try:
+            stored = from_dict(ckpt.config())
+        except ConfigError as e:
+            raise ConfigError(f"{ckpt.directory}: stored config: {e}") from e
+        finally:
+            ckpt.close()
+        _check_resume_config(stored, config)
     # Data is loaded and validated before anything is written: bad input leaves no run.
     if images is None:
         images = training_images(config)
@@ -143,9 +208,25 @@ def train(
     steps_per_epoch = n // tc.batch_size
     total = total_steps(config, steps_per_epoch)
     phases = phases_for(config, steps_per_epoch)
-    primary = distributed.is_primary()
 
+    created = not workdir.exists()
     workdir.mkdir(parents=True, exist_ok=True)
+    if primary and created:
+        stack.enter_context(_locked(workdir))
+        if _has_checkpoints(workdir):  # another run started here meanwhile
+            raise ConfigError(f"{workdir}: another run started in this folder meanwhile")
+    try:
+        return _loop(config, workdir, images, phases, mesh, total, steps_per_epoch,
+                     stop_after, progress)  # fmt: skip
+    except BaseException:
+        if primary and not resume and not _has_checkpoints(workdir):
+            _remove_new_run(workdir, created)
+        raise
+
+
+def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after, progress):
+    tc, n = config.train, images.shape[0]
+    primary = distributed.is_primary()
     if primary:
         save_json(config, workdir / "config.json")
     ckpt = Checkpoints(workdir, tc.keep_checkpoints)
@@ -257,19 +338,25 @@ def load_run(workdir: str | Path, step: int | None = None):
     """(config, graphdef, params) of a trained run, restored from its checkpoint onto this
     process's first device (whatever mesh wrote it)."""
     workdir = Path(workdir)
-    if not (workdir / "config.json").is_file():
-        raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
-    config = load_json(workdir / "config.json")
-    graphdef, params = build_model(config, config.train.seed, abstract=True)
-    phases = phases_for(config, 1)  # the optimizer states' structure only
-    abstract = _abstract_state(
-        params, phases, jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    )
-    ckpt = Checkpoints(workdir, config.train.keep_checkpoints)
+    if not workdir.is_dir():
+        raise ConfigError(f"{workdir}: no such run folder (--workdir)")
+    if not _has_checkpoints(workdir):
+        what = "no checkpoint yet (did training start?)"
+        if not (workdir / "config.json").is_file():
+            what = "not a jaxuad run (no config.json, no checkpoints)"
+        raise ConfigError(f"{workdir}: {what}")
+    ckpt = Checkpoints(workdir)
     try:
-        if ckpt.latest_step() is None:
-            raise ConfigError(f"{workdir}: no checkpoint yet (did training start?)")
-        state = ckpt.restore(abstract, step)
+        # The checkpoint's own config: the one its weights were trained with, whatever
+        # config.json says now.
+        try:
+            config = from_dict(ckpt.config(step))
+        except ConfigError as e:
+            raise ConfigError(f"{ckpt.directory}: stored config: {e}") from e
+        graphdef, params = build_model(config, config.train.seed, abstract=True)
+        phases = phases_for(config, 1)  # the optimizer states' structure only
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        state = ckpt.restore(_abstract_state(params, phases, device), step)
     finally:
         ckpt.close()
     return config, graphdef, state.params
