@@ -4,6 +4,7 @@ lambda calibration, SSIM against a reference formula, and the cohort driver."""
 import dataclasses
 import json
 import subprocess
+from typing import NamedTuple
 
 import chex
 import jax
@@ -13,9 +14,9 @@ import pytest
 from flax import nnx
 from scipy import ndimage
 
-from jaxuad.config import RestoreConfig
+from jaxuad.config import ConfigError, RestoreConfig
 from jaxuad.metrics import ssim
-from jaxuad.restore import pick_lambda, prior_cost, restore
+from jaxuad.restore import lg, pick_lambda, prior_cost, restore
 from jaxuad.restore.iterative import local_gaussian
 from tests.conftest import script as _script
 
@@ -150,6 +151,49 @@ def test_same_key_same_restoration_and_no_recompile():
     c = fn(model, y, jax.random.key(5), 0.3)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(c))
     assert not np.array_equal(np.asarray(a), np.asarray(b))
+
+
+class _Recon(NamedTuple):
+    recon: jax.Array
+
+
+class _LinearAE(_LinearVAE):
+    def __call__(self, x):
+        return _Recon(self.decode(self.encode(x)[0]))
+
+
+def test_lambda_comes_from_the_config_unless_given_and_is_never_made_up():
+    model = _LinearVAE()
+    y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
+    mask, key = jnp.ones_like(y), jax.random.key(2)
+    from_cfg = restore("lg_est", model, y, mask, key, _cfg(steps=5, lam=30.0)).x
+    given = restore("lg_est", model, y, mask, key, _cfg(steps=5), lam=30.0).x
+    np.testing.assert_array_equal(np.asarray(from_cfg), np.asarray(given))
+    other = restore("lg_est", model, y, mask, key, _cfg(steps=5, lam=30.0), lam=0.0).x
+    assert not np.array_equal(np.asarray(other), np.asarray(given))  # lam= wins
+    with pytest.raises(ConfigError, match="lg_est: no lambda"):
+        restore("lg_est", model, y, mask, key, _cfg(steps=5))
+    with pytest.raises(ConfigError, match="map: pass train_cfg="):
+        restore("map", model, y, mask, key, _cfg(steps=5), lam=1.0)
+
+
+def test_reconstruction_is_a_method_of_restore():
+    model = _LinearAE()
+    y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
+    x = restore("reconstruction", model, y, jnp.ones_like(y), jax.random.key(0), _cfg()).x
+    np.testing.assert_allclose(np.asarray(x), np.asarray(model(y).recon))
+
+
+def test_lg_under_jit_is_restore_with_the_same_settings():
+    model = _LinearVAE()
+    y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
+    mask, key = jnp.ones_like(y), jax.random.key(2)
+    fn = jax.jit(lg, static_argnames=("prior", "steps", "variance", "samples"))
+    got = fn(model, y, mask, key, prior="l1", lam=0.3, steps=6, variance="est", samples=8)
+    cfg = RestoreConfig(prior="l1", steps=6, learning_rate=5e-3, samples=8)
+    want = restore("lg_est", model, y, mask, key, cfg, lam=0.3).x
+    chex.assert_trees_all_close(got, want, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(got), np.asarray(y))  # it did restore
 
 
 def test_pick_lambda_on_a_synthetic_ssim_curve():

@@ -107,35 +107,50 @@ def restore(
     mask: jax.Array,
     key: jax.Array,
     cfg: RestoreConfig,
-    lam: jax.Array | float = 1.0,
+    lam: jax.Array | float | None = None,
     train_cfg: TrainConfig | None = None,
     x0: jax.Array | None = None,
 ) -> Restoration:
-    """Restores a batch. jit-compatible (``method`` and ``cfg`` static).
+    """Restores a batch. jit-compatible (``method``, ``cfg`` and ``train_cfg`` static).
 
     Args:
-      method: one of :data:`ITERATIVE`.
+      method: ``reconstruction`` (one encode-decode pass; mask, key and lam unused) or
+        one of :data:`ITERATIVE`.
       model: the trained model (an ``nnx.Module``, e.g. ``nnx.merge(graphdef, params)``).
       y: [B, S, S, 1] observed images, normalised as in training.
       mask: [B, S, S, 1] brain mask (1 inside); X only changes inside it.
       key: PRNG key.
       cfg: steps, learning rate, prior, samples, ... (:class:`RestoreConfig`).
       lam: weight of R, a scalar or one per image ([B]), so a lambda grid is one batch.
-      train_cfg: the run's training config (reconstruction loss and KL weight of the
-        ELBO, for ``map`` / ``gmvae_map``).
+        Default: ``cfg.lam``; an error when both are None (``anogan`` needs none).
+      train_cfg: the run's training config: reconstruction loss and KL weight of the
+        ELBO; required for ``map`` / ``gmvae_map`` (Baur's and Chen's ELBOs differ, so
+        there is no default).
+
+    Raises:
+      ConfigError: an unknown method, a model without what the method needs, no lambda,
+        or ``map``/``gmvae_map`` without ``train_cfg``.
       x0: the starting image (default: X0 = Y, as Chen et al.).
     """
-    if method not in ITERATIVE:
-        raise ConfigError(f"{method!r} is not an iterative method: {', '.join(ITERATIVE)}")
     check_method(method, model)
+    if method == "reconstruction":  # Baur et al.: one encode-decode pass
+        return Restoration(model(y).recon, jnp.zeros((0,), y.dtype))
     mask = mask.astype(y.dtype)
-    lam = jnp.broadcast_to(jnp.asarray(lam, y.dtype), y.shape[:1])[:, None, None, None]
     if method == "anogan":
         return _anogan(model, y, key, cfg)
+    lam = cfg.lam if lam is None else lam
+    if lam is None:
+        raise ConfigError(
+            f"{method}: no lambda; pass lam= or set restore.lam (jaxuad-restore --calibrate "
+            "finds one)"
+        )
+    if method in ("map", "gmvae_map") and train_cfg is None:
+        raise ConfigError(f"{method}: pass train_cfg=, the run's TrainConfig (its ELBO)")
+    lam = jnp.broadcast_to(jnp.asarray(lam, y.dtype), y.shape[:1])[:, None, None, None]
     if method in ("map", "gmvae_map"):
         from jaxuad.train.losses import negative_elbo
 
-        tc = train_cfg or TrainConfig()
+        tc = train_cfg
 
         def data_grad(x, k):
             cost, g = jax.value_and_grad(lambda x: negative_elbo(model, x, k, tc).sum())(x)
