@@ -10,13 +10,46 @@ The package is laid out by stage of the pipeline:
 * :mod:`jaxuad.metrics` - thresholds, Dice, AUROC, AUPRC;
 * :mod:`jaxuad.cli` - thin command-line front ends.
 
+The names a researcher calls are available from the top level, e.g. ``jaxuad.load_run``,
+``jaxuad.restore``, ``jaxuad.read_nifti`` (``jaxuad.__all__`` lists them).
+
 Importing jaxuad leaves the process as it was (JAX's config, ``XLA_FLAGS``, the allocator,
 matplotlib's backend); :func:`jaxuad.runtime.configure` applies jaxuad's measured runtime
 defaults on request, as the command-line tools do.
 """
 
+import importlib
+
 from jaxuad import runtime
 
 __version__ = "0.1.0"
 
-__all__ = ["runtime"]
+# What research code calls, by the module that defines it (``restore`` and ``train`` are
+# subpackages too, so their functions stay ``jaxuad.restore.restore`` and
+# ``jaxuad.train.train``). Loaded on first use, so
+# ``import jaxuad`` (and every command's --help) stays fast and JAX-free.
+_API = {
+    "load_config": "jaxuad.config",
+    "discover": "jaxuad.data",
+    "iter_volumes": "jaxuad.data",
+    "load_volume": "jaxuad.data",
+    "read_nifti": "jaxuad.data",
+    "write_nifti_like": "jaxuad.data",
+    "phantom": "jaxuad.data",
+    "Run": "jaxuad.train",
+    "load_run": "jaxuad.train",
+    "lg": "jaxuad.restore",
+    "postprocess": "jaxuad",
+    "metrics": "jaxuad",
+}
+
+__all__ = ["runtime", *_API]
+
+
+def __getattr__(name: str):
+    if name not in _API:
+        raise AttributeError(f"module 'jaxuad' has no attribute {name!r}")
+    module = importlib.import_module(_API[name])
+    if name not in vars(module):  # a submodule, e.g. jaxuad.data.phantom or jaxuad.metrics
+        return importlib.import_module(f"{module.__name__}.{name}")
+    return vars(module)[name]

@@ -43,7 +43,8 @@ def sample_run(workdir: str | Path, n: int, *, seed: int = 0, step: int | None =
 
     if n < 1:
         raise ConfigError(f"-n must be >= 1, got {n}")
-    config, graphdef, params = load_run(workdir, step)
+    run = load_run(workdir, step)
+    config, graphdef, params = run.config, run.graphdef, run.params
     if not is_generative(nnx.merge(graphdef, params)):
         raise ConfigError(
             f"{workdir}: {config.model.name} is not a generative model (no prior to sample "

@@ -97,7 +97,7 @@ def test_two_processes_over_loopback_train_and_restore_like_one(trained_run, pha
     assert "trained svae" in outs[0] and "trained svae" not in outs[1]  # process 0 reports
     assert json.loads((restored / "restore.json").read_text())["devices"] == 2
 
-    one, two = (jax.tree.leaves(load_run(w)[2]) for w in (trained_run, workdir))
+    one, two = (jax.tree.leaves(load_run(w).params) for w in (trained_run, workdir))
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
     logged = (workdir / "metrics.jsonl").read_text().splitlines()

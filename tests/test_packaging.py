@@ -78,3 +78,33 @@ def test_importing_jaxuad_changes_no_global_state():
     before, after = out["before"], out["after"]
     assert after["jax_config"]["jax_default_prng_impl"] == repr("threefry2x32")
     assert after == before
+
+
+def test_top_level_api_loads_lazily_and_names_what_it_says():
+    """``jaxuad.load_run`` and friends come from the modules that define them, and only
+    on first use: ``import jaxuad`` alone does not start JAX."""
+    code = (
+        "import sys, jaxuad; assert 'jax' not in sys.modules; "
+        "import jaxuad.train, jaxuad.restore, jaxuad.data; "
+        "assert jaxuad.load_run is jaxuad.train.load_run; assert jaxuad.lg is jaxuad.restore.lg; "
+        "assert jaxuad.phantom is jaxuad.data.phantom; "
+        "assert all(getattr(jaxuad, n) is not None for n in jaxuad.__all__); print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_readme_python_example_runs(trained_run, phantom_dir):
+    """The README's "From Python" example, on the session's smoke run and phantom."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### From Python") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace('"runs/svae"', repr(str(trained_run)))
+    code = code.replace('"scans/"', repr(str(phantom_dir / "lesion")))
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    vol, residual = scope["vol"], scope["residual"]
+    assert residual.shape == vol.image.shape and residual.max() > 0
+    assert not residual[~vol.brainmask].any()

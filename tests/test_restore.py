@@ -260,6 +260,13 @@ def test_calibrate_then_restore_the_lesion_cohort(chen_run, phantom_dir, tmp_pat
     assert cal["grid"] == [0.01, 1.0, 100.0] and len(cal["ssim"]) == 3
     assert cal["ssim"][2] >= cal["ssim"][0]  # a stronger pull to Y keeps images closer
     assert (chen_run / "ssim_lambda_lg_neural_tv.png").is_file()
+    import jaxuad
+
+    run = jaxuad.load_run(chen_run)  # the run handle sees the same calibration
+    assert run.lam("lg_neural") == cal["lam"] and run.lam("lg_est") is None
+    assert run.config.model.name == "vae_chen" and run.step > 0
+    y = jnp.zeros((2, 32, 32, 1))
+    assert run.model()(y, key=jax.random.key(0)).recon.shape == y.shape
     out = tmp_path / "pred"
     r = subprocess.run(
         [_script("jaxuad-restore"), f"--workdir={chen_run}", f"--data={phantom_dir / 'lesion'}",

@@ -212,7 +212,7 @@ def test_case08_a_damaged_checkpoint_is_named_with_the_steps_kept(damage, run_co
             p.unlink()
     with pytest.raises(DataError, match=r"checkpoints/12: checkpoint cannot be read.*4, 8"):
         load_run(workdir)
-    assert load_run(workdir, step=8)[0].model.name == "svae"  # the earlier steps still serve
+    assert load_run(workdir, step=8).config.model.name == "svae"  # the earlier steps still serve
 
 
 def test_case08_a_missing_step_lists_the_steps_kept(run_copy):

@@ -18,7 +18,7 @@ def _cfg(epochs=2):
 
 
 def _params(workdir):
-    return jax.tree.leaves(load_run(workdir)[2])
+    return jax.tree.leaves(load_run(workdir).params)
 
 
 def test_resume_after_interruption_gives_identical_weights(smoke_images, tmp_path):

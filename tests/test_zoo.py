@@ -314,8 +314,8 @@ def test_each_scheme_resumes_to_identical_weights(scheme, smoke_images, tmp_path
     b = train(cfg, tmp_path / "killed", images=images, resume=True, progress=False)
     assert b.steps == total
     for x, y in zip(
-        jax.tree.leaves(load_run(tmp_path / "straight")[2]),
-        jax.tree.leaves(load_run(tmp_path / "killed")[2]),
+        jax.tree.leaves(load_run(tmp_path / "straight").params),
+        jax.tree.leaves(load_run(tmp_path / "killed").params),
         strict=True,
     ):
         np.testing.assert_array_equal(x, y)
@@ -324,7 +324,7 @@ def test_each_scheme_resumes_to_identical_weights(scheme, smoke_images, tmp_path
     if scheme.endswith("after"):
         # The variance stage trains var_net only: every model group stays as step 6 left it.
         train(cfg, tmp_path / "stage1", images=images, stop_after=6, progress=False)
-        stage1, final = load_run(tmp_path / "stage1")[2], load_run(tmp_path / "straight")[2]
+        stage1, final = load_run(tmp_path / "stage1").params, load_run(tmp_path / "straight").params
         for group in final:
             same = all(
                 np.array_equal(x, y)
@@ -365,7 +365,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(name, smoke_images, tmp_
     with pytest.raises(TrainingDiverged, match="Last good checkpoint: step 4"):
         train(cfg, tmp_path, images=images, progress=False)
     assert Checkpoints(tmp_path).latest_step() == 4
-    assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(load_run(tmp_path)[2]))
+    assert all(np.all(np.isfinite(p)) for p in jax.tree.leaves(load_run(tmp_path).params))
 
 
 def test_train_on_real_ixi_slices_and_sample(ixi_images, tmp_path):

@@ -24,7 +24,6 @@ calibration splits its lambda grid instead.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import time
 from pathlib import Path
@@ -38,10 +37,8 @@ from tqdm.auto import tqdm
 from jaxuad import distributed
 from jaxuad.config import RESTORE_METHODS, Config, ConfigError, RestoreConfig
 from jaxuad.data import (
-    DataError,
     iter_volumes,
     pad_rows,
-    read_json,
     slice_volume,
     write_json,
     write_nifti_like,
@@ -50,7 +47,6 @@ from jaxuad.restore.iterative import iterations, restore
 from jaxuad.restore.reconstruction import latent_description
 
 METHODS = RESTORE_METHODS
-CALIBRATION_FILE = "calibration.json"
 
 
 def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config, mesh=None):
@@ -97,23 +93,10 @@ def _calibration_key(method: str, prior: str) -> str:
 
 
 def stored_lambda(workdir, method: str, prior: str) -> float | None:
-    path = Path(workdir) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    entry = _read_calibration(path).get(_calibration_key(method, prior))
-    if entry is None:
-        return None
-    lam = entry.get("lam") if isinstance(entry, dict) else None
-    if not (isinstance(lam, int | float) and math.isfinite(lam) and lam >= 0):
-        raise DataError(f"{path}: entry {_calibration_key(method, prior)!r} holds no valid lam")
-    return float(lam)
+    """The lambda ``calibrate`` stored for ``method``/``prior`` in ``workdir``, or None."""
+    from jaxuad.train.run import calibrated_lambda
 
-
-def _read_calibration(path: Path) -> dict:
-    stored = read_json(path, "calibration file")
-    if not isinstance(stored, dict):
-        raise DataError(f"{path}: not a calibration file written by jaxuad-restore --calibrate")
-    return stored
+    return calibrated_lambda(workdir, method, prior)
 
 
 def resolve_lambda(workdir, method: str, rc: RestoreConfig) -> float:
@@ -142,7 +125,8 @@ def _prepare(
     """(config with restore overrides, data config for ``modality``, graphdef, params)."""
     from jaxuad.train import load_run  # late import: train pulls in optax/orbax
 
-    config, graphdef, params = load_run(workdir, step)
+    run = load_run(workdir, step)
+    config, graphdef, params = run.config, run.graphdef, run.params
     if restore_overrides:
         config = dataclasses.replace(
             config, restore=dataclasses.replace(config.restore, **restore_overrides)
@@ -388,10 +372,11 @@ def calibrate(
     }
     if not primary:
         return entry
-    path = Path(workdir) / CALIBRATION_FILE
-    stored = _read_calibration(path) if path.is_file() else {}
+    from jaxuad.train.run import CALIBRATION_FILE, read_calibration
+
+    stored = read_calibration(workdir)
     stored[_calibration_key(method, rc.prior)] = entry
-    write_json(stored, path)
+    write_json(stored, Path(workdir) / CALIBRATION_FILE)
     from jaxuad.report import ssim_lambda_figure
 
     ssim_lambda_figure(

@@ -2,20 +2,15 @@
 
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.losses import autoencoder_loss, negative_elbo
+from jaxuad.train.run import Run, build_model, load_run
 from jaxuad.train.schemes import Phase, phases_for, total_steps
 from jaxuad.train.step import TrainState, init_state, make_train_step
-from jaxuad.train.trainer import (
-    TrainingDiverged,
-    TrainResult,
-    build_model,
-    load_run,
-    train,
-    training_images,
-)
+from jaxuad.train.trainer import TrainingDiverged, TrainResult, train, training_images
 
 __all__ = [
     "Checkpoints",
     "Phase",
+    "Run",
     "TrainResult",
     "TrainState",
     "TrainingDiverged",

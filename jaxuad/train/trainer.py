@@ -14,13 +14,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from tqdm.auto import tqdm
 
-from jaxuad import distributed, models
+from jaxuad import distributed
 from jaxuad.config import Config, ConfigError, from_dict, save_json, to_dict
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
 from jaxuad.train.checkpoint import Checkpoints
+from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
 from jaxuad.train.schemes import phases_for, total_steps
 from jaxuad.train.step import TrainState, init_state, make_train_step
 
@@ -47,15 +47,6 @@ def training_images(config: Config) -> np.ndarray:
     else:
         vols = iter_volumes(dc.path, dc.modality)
     return stack_images(slice_volume(v, dc) for v in vols)
-
-
-def build_model(config: Config, seed: int, *, abstract: bool = False):
-    """Model graph definition and initial parameters (a pure dict); with ``abstract``,
-    parameter shapes only (``nnx.eval_shape``), for restoring a checkpoint into."""
-    rngs = lambda: nnx.Rngs(params=config.train.key(seed))
-    make = lambda: models.create(config.model, config.data.image_size, rngs=rngs())
-    graphdef, state = nnx.split(nnx.eval_shape(make) if abstract else make())
-    return graphdef, nnx.to_pure_dict(state)
 
 
 def _check_resume_config(stored: Config, config: Config) -> None:
@@ -163,12 +154,6 @@ def train(
         if primary and workdir.is_dir():
             stack.enter_context(_locked(workdir))
         return _train(config, workdir, stack, resume, images, stop_after, progress, devices)
-
-
-def _has_checkpoints(workdir: Path) -> bool:
-    return (workdir / "checkpoints").is_dir() and any(
-        p.name.isdigit() for p in (workdir / "checkpoints").iterdir()
-    )
 
 
 def _train(config, workdir, stack, resume, images, stop_after, progress, devices):
@@ -325,38 +310,3 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
         bar.close()
         ckpt.close()
     return TrainResult(state, step, last, workdir)
-
-
-def _abstract_state(params: dict, phases, sharding) -> TrainState:
-    """Shapes, dtypes and the target ``sharding`` of the train state, to restore into: a
-    checkpoint written on any number of devices restores onto any other."""
-    shapes = jax.eval_shape(lambda p: init_state(p, phases), params)
-    return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), shapes)
-
-
-def load_run(workdir: str | Path, step: int | None = None):
-    """(config, graphdef, params) of a trained run, restored from its checkpoint onto this
-    process's first device (whatever mesh wrote it)."""
-    workdir = Path(workdir)
-    if not workdir.is_dir():
-        raise ConfigError(f"{workdir}: no such run folder (--workdir)")
-    if not _has_checkpoints(workdir):
-        what = "no checkpoint yet (did training start?)"
-        if not (workdir / "config.json").is_file():
-            what = "not a jaxuad run (no config.json, no checkpoints)"
-        raise ConfigError(f"{workdir}: {what}")
-    ckpt = Checkpoints(workdir)
-    try:
-        # The checkpoint's own config: the one its weights were trained with, whatever
-        # config.json says now.
-        try:
-            config = from_dict(ckpt.config(step))
-        except ConfigError as e:
-            raise ConfigError(f"{ckpt.directory}: stored config: {e}") from e
-        graphdef, params = build_model(config, config.train.seed, abstract=True)
-        phases = phases_for(config, 1)  # the optimizer states' structure only
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        state = ckpt.restore(_abstract_state(params, phases, device), step)
-    finally:
-        ckpt.close()
-    return config, graphdef, state.params

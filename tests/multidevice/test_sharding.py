@@ -40,7 +40,7 @@ def _cfg(model: str, epochs: int = 1):
 
 
 def _params(workdir):
-    return jax.tree.leaves(load_run(workdir)[2])
+    return jax.tree.leaves(load_run(workdir).params)
 
 
 def _assert_close(a_run, b_run, atol):
