@@ -14,6 +14,7 @@ import numpy as np
 from scipy import stats
 
 from jaxuad.postprocess.kernels import from_sortable_keys, sortable_keys
+from jaxuad.restore.ssim import ssim  # noqa: F401  (defined with lambda calibration, its first user)
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -192,39 +193,3 @@ class CohortHistogram:
         c = self.curves()
         k = int(np.argmax(c["dice"]))
         return float(c["dice"][k]), float(c["threshold"][k])
-
-
-def _gaussian_window(size: int, sigma: float) -> np.ndarray:
-    r = np.arange(size) - (size - 1) / 2
-    w = np.exp(-0.5 * (r / sigma) ** 2)
-    return (w / w.sum()).astype(np.float32)
-
-
-@functools.partial(jax.jit, static_argnames=("window", "sigma"))
-def ssim(
-    a: jax.Array, b: jax.Array, data_range: jax.Array, window: int = 11, sigma: float = 1.5
-) -> jax.Array:
-    """Mean SSIM (Wang et al. 2004) per image: [B, H, W, 1] x 2, data_range [B] -> [B].
-
-    Gaussian-weighted local statistics (window 11, sigma 1.5), C1 = (0.01 L)^2, C2 =
-    (0.03 L)^2 with L = ``data_range``, averaged over the positions where the whole window
-    fits (as scikit-image crops its borders). Separable convolutions, jitted.
-    """
-    w = jnp.asarray(_gaussian_window(window, sigma))
-    kh, kw = w.reshape(window, 1, 1, 1), w.reshape(1, window, 1, 1)
-    dn = ("NHWC", "HWIO", "NHWC")
-
-    def blur(x):
-        x = jax.lax.conv_general_dilated(x, kh, (1, 1), "VALID", dimension_numbers=dn)
-        return jax.lax.conv_general_dilated(x, kw, (1, 1), "VALID", dimension_numbers=dn)
-
-    L = jnp.asarray(data_range, a.dtype).reshape(-1, 1, 1, 1)
-    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
-    mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
-        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    )
-    return s.mean(axis=(1, 2, 3))

@@ -3,6 +3,8 @@ the restoration weight lambda on healthy scans."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from jaxuad.cli._common import (
     add_devices,
     add_modality,
@@ -142,6 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         e = calibrate(args.workdir, args.data, **common)
         if not is_primary():
             return 0
+        from jaxuad.report import ssim_lambda_figure
+
+        ssim_lambda_figure(
+            Path(args.workdir) / f"ssim_lambda_{method}_{e['prior']}.png",
+            e["grid"],
+            e["ssim"],
+            e["lam"],
+            e["ssim_target"],
+            f"{method}, {e['prior']} prior",
+        )
         curve = ", ".join(f"{g:g}: {s:.3f}" for g, s in zip(e["grid"], e["ssim"], strict=True))
         print(f"SSIM by lambda: {curve}")
         print(

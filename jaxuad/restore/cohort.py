@@ -306,11 +306,12 @@ def calibrate(
     ``restore.lam_grid`` (vmapped over the grid) and keeps the smallest lambda whose mean
     SSIM(restored, original) is at least ``restore.ssim_target``. Stores the grid, the
     SSIM curve and the choice in ``<workdir>/calibration.json`` (keyed by method and prior)
-    and plots ``<workdir>/ssim_lambda_<method>_<prior>.png``. On several ``devices`` the
+    and returns them (``jaxuad-restore --calibrate`` then plots
+    ``<workdir>/ssim_lambda_<method>_<prior>.png``). On several ``devices`` the
     grid is split over them (padded with copies of its last value): every lambda sees the
     same slices and keys as on one device. ``options`` as for :func:`restore_cohort`."""
     from jaxuad.data import stack_images
-    from jaxuad.metrics import ssim
+    from jaxuad.restore.ssim import ssim
 
     if method in ("reconstruction", "anogan"):
         raise ConfigError(f"{method} has no lambda to calibrate")
@@ -361,6 +362,7 @@ def calibrate(
     lam, met = pick_lambda(grid, mean_ssim, rc.ssim_target)
     entry = {
         "lam": lam,
+        "prior": rc.prior,
         "target_met": met,
         "grid": grid.tolist(),
         "ssim": mean_ssim.tolist(),
@@ -377,16 +379,6 @@ def calibrate(
     stored = read_calibration(workdir)
     stored[_calibration_key(method, rc.prior)] = entry
     write_json(stored, Path(workdir) / CALIBRATION_FILE)
-    from jaxuad.report import ssim_lambda_figure
-
-    ssim_lambda_figure(
-        Path(workdir) / f"ssim_lambda_{method}_{rc.prior}.png",
-        grid,
-        mean_ssim,
-        lam,
-        rc.ssim_target,
-        f"{method}, {rc.prior} prior",
-    )
     return entry
 
 
