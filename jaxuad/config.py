@@ -212,7 +212,7 @@ class TrainConfig(_Checked):
     # discriminator trains at adv_learning_rate. "separate": a phase of its own at
     # adv_learning_rate with its own Adam state, which moves the decoder by about
     # adv_learning_rate per step however small the adversarial loss; it diverged on IXI
-    # (README, "Reproducing the papers").
+    # (docs/results.md).
     generator_update: str = "joint"
     # Variance network (model.variance_net): "joint" trains it beside the model from step
     # 0; "after" trains it for variance_epochs once the model's epochs are done (the model

@@ -1,7 +1,7 @@
 """jaxuad as an installed package: what the wheel holds, and what importing it leaves alone.
 
 The wheel itself is built, installed into a fresh venv and run from another folder by
-``bin/test`` (README, "Tests"), before pytest starts.
+``bin/test`` (README, "Development"), before pytest starts.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def test_readme_python_example_runs(trained_run, phantom_dir):
     import re
 
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("### From Python") :]
+    section = text[text.index("## From Python") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     code = code.replace('"runs/svae"', repr(str(trained_run)))
     code = code.replace('"scans/"', repr(str(phantom_dir / "lesion")))

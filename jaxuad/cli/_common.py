@@ -47,8 +47,8 @@ def add_devices(p: argparse.ArgumentParser, what: str) -> None:
     """--devices and the multi-process options (jaxuad.distributed)."""
     g = p.add_argument_group(
         "devices and hosts",
-        "jaxuad is data-parallel over a jax.sharding.Mesh; see README, 'Several devices and "
-        "hosts'. On a cluster, start the same command once per process.",
+        "jaxuad is data-parallel over a jax.sharding.Mesh; see docs/distributed.md. On a "
+        "cluster, start the same command once per process.",
     )
     g.add_argument(
         "--devices",

@@ -23,7 +23,7 @@ JAX run kernel is 2-4.5x faster than SciPy on every mask a post-processed residu
 noise-like masks of more than 65,536 runs 2.2-3.2x by 26-connectivity (over 2x2x2 blocks);
 by 6-connectivity such masks run at 0.3-0.45x SciPy (the dense kernel over voxels). It
 costs about 5 s to compile per batch shape, once per machine with the persistent
-compilation cache (``bin/bench-postprocess``; README, "Post-processing").
+compilation cache (``bin/bench-postprocess``; docs/benchmarks.md, "Post-processing").
 
 Research code can call the jitted batch functions directly::
 
