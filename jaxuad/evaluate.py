@@ -78,40 +78,57 @@ def _keep(image, restored, brainmask, cfg: EvaluateConfig, where: str) -> np.nda
     return keep_mask(image, restored, brainmask, cfg)
 
 
-def fit_thresholds(healthy, cfg: EvaluateConfig, post: Postprocessor | None = None) -> dict:
-    """Fits every threshold of ``cfg`` on a healthy restoration folder. Returns
-    ``{"source", "n_subjects", "n_voxels", "settings", "thresholds": {name: {...}}}``."""
-    healthy = Path(healthy)
-    post = post or Postprocessor(cfg)
-    files = sorted(healthy.glob("sub-*_residual.nii.gz"))
-    if not files:
-        raise DataError(
-            f"{healthy}: no sub-<id>_residual.nii.gz files (run jaxuad-restore "
-            "on healthy scans first)"
-        )
-    items = []
-    for f in files:
-        residual, affine, _ = read_nifti(f)
-        subject = f.name[len("sub-") : -len("_residual.nii.gz")]
+def fit_thresholds(
+    residuals,
+    masks,
+    cfg: EvaluateConfig,
+    *,
+    keeps=None,
+    post: Postprocessor | None = None,
+    source: str = "arrays",
+) -> dict:
+    """Fits every threshold of ``cfg`` on healthy residual volumes held in memory.
 
-        part = functools.partial(
-            _restoration_part,
-            healthy,
-            subject,
-            shape=residual.shape,
-            affine=affine,
-            ref_name=f.name,
-        )
-        mask = part("brainmask")
-        if mask is None:
-            raise DataError(f"{f.with_name(f'sub-{subject}_brainmask.nii.gz')}: missing")
-        mask = mask > 0.5
-        image, restored = (
-            (part("normalized"), part("restored")) if _priors_on(cfg) else (None, None)
-        )
-        items.append(
-            (residual, mask, _keep(image, restored, mask, cfg, f"{healthy}: sub-{subject}"))
-        )
+    Each residual is post-processed as in evaluation (median filter, eroded brain mask);
+    the thresholds are then taken over the eroded-mask voxels of all volumes together:
+    Baur's ``evaluate.percentile``-th percentile and, for each x in ``evaluate.fpr_levels``,
+    Chen's smallest threshold whose false-positive rate is at most x %.
+
+    Args:
+      residuals: healthy residual volumes, each [X, Y, Z] (shapes may differ).
+      masks: their brain masks, each [X, Y, Z] bool.
+      cfg: post-processing and threshold settings.
+      keeps: optional [X, Y, Z] bool per volume, voxels to score (``positive_only`` and
+        ``hyperintensity_quantile``); None keeps every brain voxel.
+      post: a :class:`Postprocessor` to reuse (its compiled kernels).
+      source: what the thresholds were fitted on, stored with them.
+
+    Returns:
+      ``{"source", "n_subjects", "n_voxels", "settings", "thresholds": {name: {"value",
+      "rule", "healthy_fpr"}}}``, as ``thresholds.json`` stores it.
+
+    Example:
+      >>> import numpy as np
+      >>> from jaxuad.config import EvaluateConfig
+      >>> rng = np.random.default_rng(0)
+      >>> mask = np.zeros((12, 12, 12), bool); mask[2:10, 2:10, 2:10] = True
+      >>> cfg = EvaluateConfig(median_size=1, erosion_iterations=0, fpr_levels=(5.0,))
+      >>> fitted = fit_thresholds([rng.uniform(size=mask.shape)], [mask], cfg)
+      >>> t = fitted["thresholds"]  # 512 uniform residuals: percentiles near their level
+      >>> round(t["percentile"]["value"], 2), round(t["fpr5"]["value"], 2)
+      (0.97, 0.93)
+      >>> t["fpr5"]["healthy_fpr"] <= 0.05
+      True
+    """
+    residuals, masks = list(residuals), [np.asarray(m, bool) for m in masks]
+    if not residuals or len(residuals) != len(masks):
+        raise ValueError(f"need one mask per residual, got {len(residuals)} and {len(masks)}")
+    keeps = [None] * len(residuals) if keeps is None else list(keeps)
+    post = post or Postprocessor(cfg)
+    items = [
+        (np.asarray(r, np.float32), m, np.ones_like(m) if k is None else np.asarray(k, bool))
+        for r, m, k in zip(residuals, masks, keeps, strict=True)
+    ]
     filtered = post.filter_many(items)
     # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
     values = np.concatenate(
@@ -131,12 +148,53 @@ def fit_thresholds(healthy, cfg: EvaluateConfig, post: Postprocessor | None = No
     for t in fitted.values():
         t["healthy_fpr"] = M.false_positive_rate(values, t["value"])
     return {
-        "source": str(healthy.absolute()),
-        "n_subjects": len(files),
+        "source": source,
+        "n_subjects": len(items),
         "n_voxels": int(values.size),
         "settings": _settings(cfg),
         "thresholds": fitted,
     }
+
+
+def fit_thresholds_on_folder(
+    healthy, cfg: EvaluateConfig, post: Postprocessor | None = None
+) -> dict:
+    """:func:`fit_thresholds` on a healthy restoration folder (``jaxuad-restore``'s
+    ``sub-<id>_residual``, ``_brainmask`` and, for the priors, ``_normalized`` and
+    ``_restored`` NIfTI files)."""
+    healthy = Path(healthy)
+    files = sorted(healthy.glob("sub-*_residual.nii.gz"))
+    if not files:
+        raise DataError(
+            f"{healthy}: no sub-<id>_residual.nii.gz files (run jaxuad-restore "
+            "on healthy scans first)"
+        )
+    residuals, masks, keeps = [], [], []
+    for f in files:
+        residual, affine, _ = read_nifti(f)
+        subject = f.name[len("sub-") : -len("_residual.nii.gz")]
+
+        part = functools.partial(
+            _restoration_part,
+            healthy,
+            subject,
+            shape=residual.shape,
+            affine=affine,
+            ref_name=f.name,
+        )
+        mask = part("brainmask")
+        if mask is None:
+            raise DataError(f"{f.with_name(f'sub-{subject}_brainmask.nii.gz')}: missing")
+        mask = mask > 0.5
+        image, restored = (
+            (part("normalized"), part("restored")) if _priors_on(cfg) else (None, None)
+        )
+        residuals.append(residual)
+        masks.append(mask)
+        keeps.append(_keep(image, restored, mask, cfg, f"{healthy}: sub-{subject}"))
+    return fit_thresholds(
+        residuals, masks, cfg, keeps=keeps, post=post, source=str(healthy.absolute())
+    )
 
 
 def _settings(cfg: EvaluateConfig) -> dict:
@@ -289,7 +347,7 @@ def evaluate(
         keep = _keep(shown, restored, v.brainmask, cfg, f"{pred}: sub-{sid}")
         inputs.append((v, residual, shown, restored, keep))
     fitted = (
-        fit_thresholds(healthy, cfg, post)
+        fit_thresholds_on_folder(healthy, cfg, post)
         if healthy is not None
         else load_thresholds(thresholds, cfg)
     )

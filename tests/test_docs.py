@@ -47,3 +47,21 @@ def test_every_documented_option_exists(generated):
     assert len(documented) > 20  # the scan finds the README's command lines
     missing = sorted({(d, c, o) for d, c, o in documented if o not in helps[c]})
     assert not missing, missing
+
+
+def test_docstring_examples_run():
+    """Every ``>>>`` example in jaxuad's docstrings runs and prints what it shows."""
+    import doctest
+    import importlib
+    import pkgutil
+
+    import jaxuad
+
+    attempted = 0
+    for info in pkgutil.walk_packages(jaxuad.__path__, "jaxuad."):
+        module = importlib.import_module(info.name)
+        flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+        result = doctest.testmod(module, optionflags=flags, report=False)
+        assert result.failed == 0, f"{info.name}: {result.failed} failing examples"
+        attempted += result.attempted
+    assert attempted >= 15

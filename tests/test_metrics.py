@@ -133,3 +133,28 @@ def test_best_dice_exact():
     scores = np.array([0.9, 0.8, 0.7, 0.1])
     labels = np.array([1, 1, 0, 0], bool)
     assert M.best_dice(scores, labels) == (1.0, 0.8)
+
+
+def test_fit_thresholds_on_arrays_against_brute_force():
+    """Thresholds fitted on in-memory volumes of different shapes: with the median filter and
+    the erosion off, the percentile is numpy's over the brain voxels of all volumes, and each
+    FPR threshold the smallest value that leaves at most x % of them above it."""
+    from jaxuad.config import EvaluateConfig
+    from jaxuad.evaluate import fit_thresholds
+
+    rng = np.random.default_rng(3)
+    shapes = [(10, 12, 9), (8, 8, 8)]
+    residuals = [rng.gamma(2.0, size=s).astype(np.float32) for s in shapes]
+    masks = [rng.uniform(size=s) < 0.6 for s in shapes]
+    cfg = EvaluateConfig(median_size=1, erosion_iterations=0, fpr_levels=(1.0, 5.0))
+    fitted = fit_thresholds(residuals, masks, cfg)
+    values = np.concatenate([r[m] for r, m in zip(residuals, masks, strict=True)])
+    t = fitted["thresholds"]
+    assert fitted["n_voxels"] == values.size and fitted["n_subjects"] == 2
+    np.testing.assert_allclose(t["percentile"]["value"], np.percentile(values, 98.0), rtol=1e-6)
+    for x in (1.0, 5.0):
+        tau = t[f"fpr{x:g}"]["value"]
+        assert np.mean(values > tau) <= x / 100  # the rate is kept ...
+        assert np.mean(values >= tau) > x / 100  # ... and no smaller candidate keeps it
+    with pytest.raises(ValueError, match="one mask per residual"):
+        fit_thresholds(residuals, masks[:1], cfg)
