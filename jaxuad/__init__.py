@@ -39,6 +39,7 @@ _API = {
     "Run": "jaxuad.train",
     "load_run": "jaxuad.train",
     "lg": "jaxuad.restore",
+    "fit_thresholds": "jaxuad.evaluate",
     "postprocess": "jaxuad",
     "metrics": "jaxuad",
 }
