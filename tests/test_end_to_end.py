@@ -37,6 +37,36 @@ def test_restore_writes_nifti_on_the_input_grid(restored, phantom_dir):
     assert info["modality"] == "FLAIR" and info["subjects"] == ["l000", "l001"]
 
 
+def test_residual_is_the_difference_on_restored_slices_and_zero_elsewhere(
+    restored, phantom_dir, trained_run
+):
+    """Issue 27, item 6 (data.fit=pad): the written normalised scan is normalize(scan); the
+    restoration equals the model's reconstruction of the selected slices mapped back to the
+    grid, and the scan elsewhere; the residual is |normalised - restored| inside the brain."""
+    import jax.numpy as jnp
+
+    from jaxuad.data import load_volume, slice_volume
+    from jaxuad.data.preprocess import normalize
+    from jaxuad.train import load_run
+
+    run = load_run(trained_run)
+    src = phantom_dir / "lesion"
+    vol = load_volume("l000", src / "sub-l000_FLAIR.nii.gz", src / "sub-l000_brainmask.nii.gz",
+                      None)  # fmt: skip
+    read = lambda kind: nib.load(str(restored / "lesion" / f"sub-l000_{kind}.nii.gz")).get_fdata()
+    x = normalize(vol.image, vol.brainmask, run.config.data.normalization)
+    np.testing.assert_allclose(read("normalized"), x, atol=1e-6)
+    s = slice_volume(vol, run.config.data)
+    recon = np.asarray(run.model()(jnp.asarray(s.images)).recon)
+    want = x.copy()
+    want[:, :, s.index] = s.to_volume(recon)[:, :, s.index]
+    others = np.setdiff1d(np.arange(x.shape[2]), s.index)
+    assert len(others) > 0 and len(s.index) > 0
+    np.testing.assert_allclose(read("restored"), want, atol=1e-4)
+    np.testing.assert_array_equal(read("restored")[:, :, others], x[:, :, others])
+    np.testing.assert_allclose(read("residual"), np.abs(x - want) * vol.brainmask, atol=1e-4)
+
+
 def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, tmp_path):
     def run(out, cfg=None, **source):
         lesion = (restored / "lesion", phantom_dir / "lesion")
