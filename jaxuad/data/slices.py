@@ -48,6 +48,16 @@ class VolumeSlices:
         return out
 
 
+    def restored_volume(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(restored, residual) volumes [X, Y, Z] on the input grid from restored frames
+        [n, S, S(, 1)]: the frames mapped back onto the selected slices, the normalised scan
+        elsewhere, and the residual ``|normalised - restored|`` inside the brain mask."""
+        restored = self.normalized.copy()
+        restored[:, :, self.index] = self.to_volume(frames)[:, :, self.index]
+        residual = np.abs(self.normalized - restored) * self.volume.brainmask
+        return restored, residual
+
+
 def slice_volume(volume: Volume, cfg: DataConfig) -> VolumeSlices:
     """Normalises a volume, selects axial slices and maps them to the model frame."""
     img = normalize(volume.image, volume.brainmask, cfg.normalization)

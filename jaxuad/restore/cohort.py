@@ -238,9 +238,7 @@ def restore_cohort(
             run_s += time.perf_counter() - t0
             n_slices += len(vs.index)
             x = vs.normalized
-            restored = x.copy()
-            restored[:, :, vs.index] = vs.to_volume(restored_slices)[:, :, vs.index]
-            residual = np.abs(x - restored) * vol.brainmask
+            restored, residual = vs.restored_volume(restored_slices)
             if primary:
                 write(restored, vol, "restored")
                 write(residual, vol, "residual")
