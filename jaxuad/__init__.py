@@ -11,7 +11,7 @@ The package is laid out by stage of the pipeline:
 * :mod:`jaxuad.cli` - thin command-line front ends.
 
 The names a researcher calls are available from the top level, e.g. ``jaxuad.load_run``,
-``jaxuad.restore``, ``jaxuad.read_nifti`` (``jaxuad.__all__`` lists them).
+``jaxuad.fit_thresholds``, ``jaxuad.read_nifti`` (``jaxuad.__all__`` lists them).
 
 Importing jaxuad leaves the process as it was (JAX's config, ``XLA_FLAGS``, the allocator,
 matplotlib's backend); :func:`jaxuad.runtime.configure` applies jaxuad's measured runtime

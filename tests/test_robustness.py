@@ -249,15 +249,15 @@ def test_case10_manifests_excel_bom_short_rows_and_other_encodings(tmp_path):
 
 
 def test_case10_damaged_run_files_are_errors_naming_them(run_copy, tmp_path):
-    from jaxuad.restore.cohort import stored_lambda
+    from jaxuad.train.run import calibrated_lambda
 
     _, workdir = run_copy
     (workdir / "calibration.json").write_text('{"lg_est/tv": {"lam": ')
     with pytest.raises(DataError, match=r"calibration\.json: cannot read calibration file"):
-        stored_lambda(workdir, "lg_est", "tv")
+        calibrated_lambda(workdir, "lg_est", "tv")
     (workdir / "calibration.json").write_text('{"lg_est/tv": {"lam": "big"}}')
     with pytest.raises(DataError, match="holds no valid lam"):
-        stored_lambda(workdir, "lg_est", "tv")
+        calibrated_lambda(workdir, "lg_est", "tv")
     from jaxuad.config import load_json
 
     (tmp_path / "config.json").write_text('{"train": {"epochs": "many"}}')

@@ -47,7 +47,6 @@ class VolumeSlices:
         out[:, :, self.index] = np.moveaxis(self.geometry.to_volume(frames), 0, -1)
         return out
 
-
     def restored_volume(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(restored, residual) volumes [X, Y, Z] on the input grid from restored frames
         [n, S, S(, 1)]: the frames mapped back onto the selected slices, the normalised scan

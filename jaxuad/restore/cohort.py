@@ -88,24 +88,15 @@ def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) 
     return np.concatenate([distributed.to_host(o) for o in outs])[:n]
 
 
-def _calibration_key(method: str, prior: str) -> str:
-    return f"{method}/{prior}"
-
-
-def stored_lambda(workdir, method: str, prior: str) -> float | None:
-    """The lambda ``calibrate`` stored for ``method``/``prior`` in ``workdir``, or None."""
-    from jaxuad.train.run import calibrated_lambda
-
-    return calibrated_lambda(workdir, method, prior)
-
-
 def resolve_lambda(workdir, method: str, rc: RestoreConfig) -> float:
     """``restore.lam`` if set, else the calibrated value stored in the run directory."""
     if method in ("reconstruction", "anogan"):
         return 0.0
     if rc.lam is not None:
         return float(rc.lam)
-    lam = stored_lambda(workdir, method, rc.prior)
+    from jaxuad.train.run import calibrated_lambda
+
+    lam = calibrated_lambda(workdir, method, rc.prior)
     if lam is None:
         raise ConfigError(
             f"{workdir}: no calibrated lambda for {method} with the {rc.prior} prior; run "
@@ -372,10 +363,10 @@ def calibrate(
     }
     if not primary:
         return entry
-    from jaxuad.train.run import CALIBRATION_FILE, read_calibration
+    from jaxuad.train.run import CALIBRATION_FILE, calibration_key, read_calibration
 
     stored = read_calibration(workdir)
-    stored[_calibration_key(method, rc.prior)] = entry
+    stored[calibration_key(method, rc.prior)] = entry
     write_json(stored, Path(workdir) / CALIBRATION_FILE)
     return entry
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orbax.checkpoint as ocp
 
+from jaxuad.config import Config, ConfigError, from_dict
 from jaxuad.data import DataError
 from jaxuad.train.step import TrainState
 
@@ -82,15 +83,24 @@ class Checkpoints:
         except Exception as e:  # orbax and tensorstore raise many types for damaged files
             raise self._unreadable(step, e) from e
 
-    def config(self, step: int | None = None) -> dict:
-        """The resolved config stored with the checkpoint at ``step`` (default: the latest)."""
+    def config(self, step: int | None = None) -> Config:
+        """The resolved config stored with the checkpoint at ``step`` (default: the latest):
+        the one its weights were trained with.
+
+        Raises:
+          DataError: as :meth:`restore`.
+          ConfigError: the stored config does not load (naming the checkpoint folder).
+        """
         step = self._step(step)
         try:
             args = ocp.args.Composite(config=ocp.args.JsonRestore())
-            out = self._manager.restore(step, args=args)
-            return dict(out["config"])
+            stored = dict(self._manager.restore(step, args=args)["config"])
         except Exception as e:
             raise self._unreadable(step, e) from e
+        try:
+            return from_dict(stored)
+        except ConfigError as e:
+            raise ConfigError(f"{self.directory}: stored config: {e}") from e
 
     def close(self) -> None:
         self._manager.close()

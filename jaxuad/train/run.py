@@ -12,7 +12,7 @@ import jax
 from flax import nnx
 
 from jaxuad import models
-from jaxuad.config import Config, ConfigError, from_dict
+from jaxuad.config import Config, ConfigError
 from jaxuad.data import DataError, read_json
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.schemes import phases_for
@@ -86,9 +86,14 @@ def read_calibration(workdir: str | Path) -> dict:
     return stored
 
 
+def calibration_key(method: str, prior: str) -> str:
+    """The key of ``calibration.json`` under which a method's lambda for a prior is kept."""
+    return f"{method}/{prior}"
+
+
 def calibrated_lambda(workdir: str | Path, method: str, prior: str) -> float | None:
     """The lambda stored for ``method``/``prior`` in ``workdir``, or None."""
-    key = f"{method}/{prior}"
+    key = calibration_key(method, prior)
     entry = read_calibration(workdir).get(key)
     if entry is None:
         return None
@@ -116,12 +121,7 @@ def load_run(workdir: str | Path, step: int | None = None) -> Run:
         raise ConfigError(f"{workdir}: {what}")
     ckpt = Checkpoints(workdir)
     try:
-        # The checkpoint's own config: the one its weights were trained with, whatever
-        # config.json says now.
-        try:
-            config = from_dict(ckpt.config(step))
-        except ConfigError as e:
-            raise ConfigError(f"{ckpt.directory}: stored config: {e}") from e
+        config = ckpt.config(step)  # what the weights were trained with, not config.json
         graphdef, params = build_model(config, config.train.seed, abstract=True)
         phases = phases_for(config, 1)  # the optimizer states' structure only
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

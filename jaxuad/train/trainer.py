@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import Config, ConfigError, from_dict, save_json, to_dict
+from jaxuad.config import Config, ConfigError, save_json, to_dict
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
@@ -170,9 +170,7 @@ def _train(config, workdir, stack, resume, images, stop_after, progress, devices
         # whatever config.json says (or whether it is still there).
         ckpt = Checkpoints(workdir, tc.keep_checkpoints)
         try:
-            stored = from_dict(ckpt.config())
-        except ConfigError as e:
-            raise ConfigError(f"{ckpt.directory}: stored config: {e}") from e
+            stored = ckpt.config()
         finally:
             ckpt.close()
         _check_resume_config(stored, config)
