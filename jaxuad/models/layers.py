@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxuad.config import CONV_IMPLS
 from jaxuad.models import cpu_conv
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -29,8 +30,8 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 def resolve_conv_impl(impl: str = "auto") -> str:
     """``"cpu"`` or ``"xla"``: ``impl`` itself, or for ``"auto"`` the CPU kernels exactly when
     JAX's default backend is the CPU."""
-    if impl not in ("auto", "xla", "cpu"):
-        raise ValueError(f"conv_impl must be auto, xla or cpu, got {impl!r}")
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
     if impl == "auto":
         return "cpu" if jax.default_backend() == "cpu" else "xla"
     return impl
