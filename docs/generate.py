@@ -37,7 +37,7 @@ def cli_reference() -> str:
     for name in COMMANDS:
         main = importlib.import_module(f"jaxuad.cli.{name}").main
         parts.append(f"\n## jaxuad-{name}\n\n```\n{_help(main, ['--help'])}\n```\n")
-    reproduce = importlib.import_module("jaxuad.cli.reproduce").main
+    reproduce = importlib.import_module("jaxuad.reproduce.cli").main
     for paper in ("baur", "chen"):
         text = _help(reproduce, paper, ["--help"])
         parts.append(f"\n## bin/reproduce-{paper}\n\n```\n{text}\n```\n")

@@ -8,10 +8,12 @@ The package is laid out by stage of the pipeline:
 * :mod:`jaxuad.restore` - turning an image into its pseudo-healthy version;
 * :mod:`jaxuad.postprocess` - median filtering, mask erosion, connected components;
 * :mod:`jaxuad.metrics` - thresholds, Dice, AUROC, AUPRC;
+* :mod:`jaxuad.evaluate` - thresholds fitted on healthy residuals, scores of a cohort;
+* :mod:`jaxuad.report` - Markdown tables and figures of scores;
 * :mod:`jaxuad.cli` - thin command-line front ends.
 
 The names a researcher calls are available from the top level, e.g. ``jaxuad.load_run``,
-``jaxuad.fit_thresholds``, ``jaxuad.read_nifti`` (``jaxuad.__all__`` lists them).
+``jaxuad.fit_thresholds``, ``jaxuad.score``, ``jaxuad.read_nifti`` (``jaxuad.__all__`` lists them).
 
 Importing jaxuad leaves the process as it was (JAX's config, ``XLA_FLAGS``, the allocator,
 matplotlib's backend); :func:`jaxuad.runtime.configure` applies jaxuad's measured runtime
@@ -40,6 +42,8 @@ _API = {
     "load_run": "jaxuad.train",
     "lg": "jaxuad.restore",
     "fit_thresholds": "jaxuad.evaluate",
+    "score": "jaxuad.evaluate",
+    "EvalResult": "jaxuad.evaluate",
     "postprocess": "jaxuad",
     "metrics": "jaxuad",
 }

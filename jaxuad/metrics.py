@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from jaxuad.postprocess.kernels import from_sortable_keys, sortable_keys
+from jaxuad.postprocess.bits import from_sortable_keys, sortable_keys
 from jaxuad.restore.ssim import ssim  # noqa: F401  (defined with lambda calibration, its first user)
 
 
@@ -94,7 +94,7 @@ def best_dice(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
 # --- Cohort metrics from histograms: memory fixed by the number of bins, not voxels. ---
 #
 # Bins are the top 32 - HIST_SHIFT bits of each float's order-preserving key
-# (jaxuad.postprocess.kernels.sortable_keys): 2**20 bins covering every float32, each
+# (jaxuad.postprocess.bits.sortable_keys): 2**20 bins covering every float32, each
 # 2**-11 (0.05 %) of its values wide, so no range has to be known in advance and
 # histograms of any subjects merge by addition. Voxels in one bin count as tied.
 

@@ -37,26 +37,49 @@ def test_restore_writes_nifti_on_the_input_grid(restored, phantom_dir):
     assert info["modality"] == "FLAIR" and info["subjects"] == ["l000", "l001"]
 
 
+@pytest.mark.parametrize("fit", ["pad", "resize"])
 def test_residual_is_the_difference_on_restored_slices_and_zero_elsewhere(
-    restored, phantom_dir, trained_run
+    fit, phantom_dir, trained_run, tmp_path, monkeypatch
 ):
-    """Issue 27, item 6 (data.fit=pad): the written normalised scan is normalize(scan); the
-    restoration equals the model's reconstruction of the selected slices mapped back to the
-    grid, and the scan elsewhere; the residual is |normalised - restored| inside the brain."""
+    """Issue 27, item 6: the written normalised scan is normalize(scan); the restoration
+    equals the model's reconstruction of the selected slices mapped back to the grid (centred
+    crop for data.fit=pad, resampling for resize), and the scan elsewhere; the residual is
+    |normalised - restored| inside the brain; shape and affine are the input's."""
+    import dataclasses
+
     import jax.numpy as jnp
 
+    import jaxuad.train
     from jaxuad.data import load_volume, slice_volume
     from jaxuad.data.preprocess import normalize
-    from jaxuad.train import load_run
 
+    real_load_run = jaxuad.train.load_run
+
+    def load_run(workdir, step=None):  # the same weights, restored with data.fit = fit
+        run = real_load_run(workdir, step)
+        # The smoke run resizes to 32x32; padding needs a frame the 91x109 slice fits in
+        # (the spatial model is convolutional, so it takes any multiple of 16).
+        size = 112 if fit == "pad" else run.config.data.image_size
+        data = dataclasses.replace(run.config.data, fit=fit, image_size=size)
+        return dataclasses.replace(run, config=dataclasses.replace(run.config, data=data))
+
+    monkeypatch.setattr(jaxuad.train, "load_run", load_run)
+    out = tmp_path / "out"
+    restore_cohort(trained_run, phantom_dir / "lesion", out, progress=False)
     run = load_run(trained_run)
     src = phantom_dir / "lesion"
     vol = load_volume("l000", src / "sub-l000_FLAIR.nii.gz", src / "sub-l000_brainmask.nii.gz",
                       None)  # fmt: skip
-    read = lambda kind: nib.load(str(restored / "lesion" / f"sub-l000_{kind}.nii.gz")).get_fdata()
+    imgs = {k: nib.load(str(out / f"sub-l000_{k}.nii.gz")) for k in ("normalized", "restored",
+                                                                      "residual")}  # fmt: skip
+    for img in imgs.values():
+        assert img.shape == vol.image.shape
+        np.testing.assert_allclose(img.affine, vol.affine)
+    read = lambda kind: imgs[kind].get_fdata()
     x = normalize(vol.image, vol.brainmask, run.config.data.normalization)
     np.testing.assert_allclose(read("normalized"), x, atol=1e-6)
     s = slice_volume(vol, run.config.data)
+    assert s.geometry.fit == fit
     recon = np.asarray(run.model()(jnp.asarray(s.images)).recon)
     want = x.copy()
     want[:, :, s.index] = s.to_volume(recon)[:, :, s.index]
@@ -68,24 +91,28 @@ def test_residual_is_the_difference_on_restored_slices_and_zero_elsewhere(
 
 
 def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, tmp_path):
+    from jaxuad.evaluate import EvalResult
+    from jaxuad.report import write_report
+
     def run(out, cfg=None, **source):
         lesion = (restored / "lesion", phantom_dir / "lesion")
         return evaluate(*lesion, tmp_path / out, cfg, progress=False, **source)
 
     m = run("report", healthy=restored / "healthy")
     out = tmp_path / "report"
-    on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk["summary"] == m["summary"]
-    s = m["summary"]
-    assert s["n_subjects"] == 2
-    assert 0.0 <= s["dice_mean"] <= 1.0 and 0.0 <= s["auroc"] <= 1.0
-    assert 0.0 <= s["oracle_dice"] <= 1.0 and s["auroc_tie_bound"] < 1e-3
-    fitted = m["thresholds"]["thresholds"]
+    assert not (out / "report.md").exists()  # figures and report.md are the next step
+    write_report(out, m)
+    on_disk = EvalResult.read(out / "metrics.json")
+    assert on_disk == m  # metrics.json round-trips (the histogram stays in memory)
+    assert m.n_subjects == 2
+    assert 0.0 <= m.dice_mean <= 1.0 and 0.0 <= m.auroc <= 1.0
+    assert 0.0 <= m.oracle_dice <= 1.0 and m.auroc_tie_bound < 1e-3
+    fitted = m.thresholds["thresholds"]
     assert set(fitted) == {"percentile", "fpr0.1", "fpr0.5", "fpr1", "fpr5"}
     for name, level in (("fpr0.1", 0.1), ("fpr0.5", 0.5), ("fpr1", 1.0), ("fpr5", 5.0)):
         assert fitted[name]["healthy_fpr"] <= level / 100  # realised on the fitting data
     assert fitted["fpr5"]["value"] <= fitted["fpr1"]["value"] <= fitted["fpr0.1"]["value"]
-    assert m["at_threshold"]["percentile"]["threshold"] == fitted["percentile"]["value"] > 0
+    assert m.at_threshold["percentile"].threshold == fitted["percentile"]["value"] > 0
     for sid in ("l000", "l001"):
         for suffix in ("_panel.png", "_filtered.nii.gz", "_seg.nii.gz"):
             assert (out / f"sub-{sid}{suffix}").is_file()
@@ -100,7 +127,7 @@ def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, 
 
     # Reusing the saved thresholds gives the same numbers without the healthy folder.
     again = run("again", thresholds=out / "thresholds.json")
-    assert again["at_threshold"] == m["at_threshold"]
+    assert again.at_threshold == m.at_threshold
     with pytest.raises(DataError, match="median_size"):
         run("mismatch", EvaluateConfig(median_size=3), thresholds=out / "thresholds.json")
     assert not (tmp_path / "mismatch").exists()

@@ -32,8 +32,13 @@ def test_real_split_holds_out_20_subjects(tmp_path, paper, budget):
     assert set(held) <= set(all_ids[-20:])
 
 
-def _metrics(dice: dict[str, float]) -> dict:
-    return {"at_threshold": {t: {"dice_mean": d} for t, d in dice.items()}}
+def _metrics(dice: dict[str, float]):
+    """An EvalResult with the given mean Dice per threshold (claims read nothing else)."""
+    from jaxuad.evaluate import EvalResult, ThresholdScores
+
+    nan = float("nan")
+    at = {t: ThresholdScores(nan, nan, d, nan, nan, nan, nan, nan, 0, 0) for t, d in dice.items()}
+    return EvalResult(at, (), "percentile", *[nan] * 5, 0, 0, 0, {}, {})
 
 
 def test_claims_report_each_pair_and_verdict():
@@ -70,7 +75,7 @@ def test_chen_rows_cover_every_method_and_prior():
 
 
 def _main(paper: str, argv: list[str]) -> None:
-    from jaxuad.cli.reproduce import main
+    from jaxuad.reproduce.cli import main
 
     assert main(paper, argv) == 0
 
@@ -149,7 +154,7 @@ def test_chen_smoke_calibrates_and_reports_seconds_per_iteration(
 
 
 def test_missing_real_data_is_a_one_line_error(tmp_path):
-    cmd = [sys.executable, "-m", "jaxuad.cli.reproduce", "baur", "--data", "real"]
+    cmd = [sys.executable, "-m", "jaxuad.reproduce.cli", "baur", "--data", "real"]
     cmd += ["--shared", str(tmp_path / "nowhere"), "--work", str(tmp_path / "w")]
     p = subprocess.run(cmd, capture_output=True, text=True)
     assert p.returncode == 2
@@ -163,7 +168,7 @@ def test_missing_real_data_is_a_one_line_error(tmp_path):
 def test_failed_training_skips_its_rows_only_and_is_reported(tmp_path, phantom_dir, monkeypatch):
     """A diverged run: its later steps are skipped, other runs go on, the table says why."""
     import jaxuad.reproduce as rp
-    from jaxuad.cli.reproduce import EXIT_FAILED_ROWS, main
+    from jaxuad.reproduce.cli import EXIT_FAILED_ROWS, main
 
     ran = []
 
@@ -172,7 +177,7 @@ def test_failed_training_skips_its_rows_only_and_is_reported(tmp_path, phantom_d
         if argv[0] == "jaxuad-train" and argv[argv.index("--model") + 1] == "sae":
             raise rp.ReproduceError("jaxuad-train ...: TrainingDiverged: non-finite loss")
 
-    monkeypatch.setattr(rp, "run_command", fake)
+    monkeypatch.setattr(rp.plan, "run_command", fake)
     argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "FLAIR", "--no-progress"]
     argv += ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r")]
     assert main("baur", [*argv, "--only", "dae", "sae", "--phantom", str(phantom_dir)]) == (
@@ -192,7 +197,7 @@ def test_failed_training_skips_its_rows_only_and_is_reported(tmp_path, phantom_d
 def test_failed_row_step_skips_only_that_row(tmp_path, phantom_dir, monkeypatch):
     """A failed calibration stops its own row, not the other rows of the same training run."""
     import jaxuad.reproduce as rp
-    from jaxuad.cli.reproduce import EXIT_FAILED_ROWS, main
+    from jaxuad.reproduce.cli import EXIT_FAILED_ROWS, main
 
     ran = []
 
@@ -201,7 +206,7 @@ def test_failed_row_step_skips_only_that_row(tmp_path, phantom_dir, monkeypatch)
         if "--calibrate" in argv and argv[argv.index("--prior") + 1] == "tv":
             raise rp.ReproduceError("jaxuad-restore --calibrate ...: no lambda")
 
-    monkeypatch.setattr(rp, "run_command", fake)
+    monkeypatch.setattr(rp.plan, "run_command", fake)
     argv = ["--budget", "smoke", "--data", "phantom", "--contrast", "T1w", "--no-progress"]
     argv += ["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r")]
     argv += ["--only", "vae_chen-map-tv", "vae_chen-map-l1", "--phantom", str(phantom_dir)]

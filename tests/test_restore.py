@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from scipy import ndimage
 
 from jaxuad.config import ConfigError, RestoreConfig
 from jaxuad.metrics import ssim
+from jaxuad.models.autoencoders import AEOutput, Autoencoder
+from jaxuad.models.priors import MixturePrior
 from jaxuad.restore import lg, pick_lambda, prior_cost, restore
 from jaxuad.restore.iterative import local_gaussian
 from tests.conftest import script as _script
@@ -127,6 +128,87 @@ def test_lg_converges_to_the_analytic_map_solution_of_a_linear_gaussian_model(me
     np.testing.assert_allclose(np.asarray(x).ravel(), want, atol=0.05)
 
 
+class _LinearGaussianVAE(nnx.Module):
+    """x = w * z + N(0, s2) per pixel with z ~ N(0, 1), and the exact posterior as encoder:
+    q(z|x) = N(w x / c, s2 / c), c = w^2 + s2. Its ELBO is then log p(x) exactly, and the
+    real Autoencoder.kl computes the KL term: closed form against N(0, I), or the one-sample
+    estimate against a one-component mixture whose component is N(0, I)."""
+
+    kl = Autoencoder.kl
+
+    def __init__(self, w, s2, prior_kind="normal"):
+        self.w, self.s2 = jnp.asarray(w).reshape(1, 2, 4, 1), s2
+        self.variational, self.prior_kind = True, prior_kind
+        if prior_kind == "mixture":
+            self.prior = MixturePrior(1, 1, rngs=nnx.Rngs(0))
+            self.prior.means[...] = jnp.zeros((1, 1))
+
+    def encode(self, x):
+        c = self.w**2 + self.s2
+        return x * self.w / c, jnp.broadcast_to(jnp.log(self.s2 / c), x.shape)
+
+    def __call__(self, x, *, key=None):
+        mean, logvar = self.encode(x)
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        return AEOutput(z * self.w, mean, logvar, z)
+
+
+@pytest.mark.parametrize("method", ["map", "gmvae_map"])
+def test_map_converges_to_the_analytic_map_image_of_a_linear_gaussian_vae(method):
+    """With an L2 reconstruction loss and KL weight b, the negative ELBO is b (-log p(x)) +
+    const for the likelihood N(w z, b / 2), so p(x) = N(0, c) with c = w^2 + b / 2 per
+    pixel. MAP with the L1 prior minimises b x^2 / (2c) + lam |x - y|, whose minimiser is
+    x = clip(y, -lam c / b, lam c / b). GMVAE-MAP with a one-component mixture N(0, I) has
+    the same objective (its KL is the one-sample estimate). Under jax.jit."""
+    from jaxuad.config import TrainConfig
+
+    w, b, lam = np.linspace(0.5, 2.0, 8), 0.5, 0.4
+    model = _LinearGaussianVAE(w, b / 2, "mixture" if method == "gmvae_map" else "normal")
+    y = jnp.asarray([1.5, -0.2, 0.9, -2.5, 0.4, 3.0, -1.2, 0.1]).reshape(1, 2, 4, 1)
+    bound = lam * (w**2 + b / 2) / b
+    want = np.clip(np.asarray(y).ravel(), -bound, bound)
+    assert 2 < np.sum(want != np.asarray(y).ravel()) < 8  # both clipped and kept pixels
+    cfg = _cfg(steps=3000, learning_rate=3e-3, prior="l1")
+    tc = TrainConfig(recon_loss="l2", kl_weight=b)
+    fn = jax.jit(lambda m, y, k: restore(method, m, y, jnp.ones_like(y), k, cfg, lam, tc).x)
+    x = fn(model, y, jax.random.key(4))
+    np.testing.assert_allclose(np.asarray(x).ravel(), want, atol=0.05)
+
+
+class _LinearAnoGAN(nnx.Module):
+    """G(z) = W z (an injective linear map from 3 latent values to 8 pixels) and
+    discriminator features f(x) = V x, so the search's loss is convex in z with its minimum,
+    0, at the code that made y."""
+
+    def __init__(self):
+        rng = np.random.default_rng(3)
+        self.W = jnp.asarray(rng.standard_normal((8, 3)), jnp.float32)
+        self.latent_shape = (3,)
+        self.disc = _LinearFeatures(rng.standard_normal((8, 5)))
+
+    def generate(self, z):
+        return (z @ self.W.T).reshape(z.shape[0], 2, 4, 1)
+
+
+class _LinearFeatures(nnx.Module):
+    def __init__(self, v):
+        self.V = jnp.asarray(v, jnp.float32)
+
+    def features(self, x):
+        return x.reshape(x.shape[0], -1) @ self.V
+
+
+def test_anogan_search_recovers_the_code_of_a_linear_generator():
+    model = _LinearAnoGAN()
+    z_true = jnp.asarray([[0.7, -1.2, 0.3], [-0.4, 0.9, 1.5]])
+    y = model.generate(z_true)
+    cfg = _cfg(anogan_steps=2000, anogan_learning_rate=1e-2, anogan_feature_weight=0.3)
+    fn = jax.jit(lambda m, y, k: restore("anogan", m, y, jnp.ones_like(y), k, cfg))
+    out = fn(model, y, jax.random.key(0))
+    np.testing.assert_allclose(np.asarray(out.x), np.asarray(y), atol=0.03)
+    assert out.cost[-1] < 0.02 * out.cost[0]  # the search did the work, not the start
+
+
 def test_updates_stay_inside_the_mask():
     model = _LinearVAE()
     y = jax.random.normal(jax.random.key(1), (2, 2, 4, 1))
@@ -204,27 +286,34 @@ def test_pick_lambda_on_a_synthetic_ssim_curve():
     assert pick_lambda(grid, curve, 0.999) == (5.0, False)
 
 
-def _ssim_reference(a, b, data_range):
-    """scikit-image's Gaussian SSIM (Wang et al.), cropped borders, from SciPy filters."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    f = lambda x: ndimage.gaussian_filter(x, 1.5, truncate=3.5)
-    mu_a, mu_b = f(a), f(b)
-    va, vb, cov = f(a * a) - mu_a**2, f(b * b) - mu_b**2, f(a * b) - mu_a * mu_b
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
-    return s[5:-5, 5:-5].mean()
+def test_ssim_matches_scikit_image():
+    """Against scikit-image's structural_similarity (Gaussian weights, sigma 1.5, population
+    covariance), the SSIM of Wang et al. as most papers compute it; with a mask, the mean of
+    its full SSIM map over the (cropped) positions inside the mask."""
+    from skimage.metrics import structural_similarity
 
-
-def test_ssim_matches_the_reference_formula():
     rng = np.random.default_rng(0)
     a = rng.random((3, 24, 30)).astype(np.float32)
     b = (a + 0.2 * rng.standard_normal(a.shape)).astype(np.float32)
     dr = np.array([1.0, 2.0, 1.5], np.float32)
+    kw = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
     got = ssim(jnp.asarray(a[..., None]), jnp.asarray(b[..., None]), jnp.asarray(dr))
-    want = [_ssim_reference(a[i], b[i], dr[i]) for i in range(3)]
+    want = [structural_similarity(a[i], b[i], data_range=dr[i], **kw) for i in range(3)]
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
     same = ssim(jnp.asarray(a[..., None]), jnp.asarray(a[..., None]), jnp.asarray(dr))
     np.testing.assert_allclose(np.asarray(same), 1.0, atol=1e-5)
+
+    mask = np.zeros(a.shape, bool)
+    mask[:, 8:20, 6:18] = True
+    mask[1, :, :] = False  # no brain: NaN, not a number from the background
+    mask[1, 0, 0] = True  # inside the cropped border only: still no position counts
+    got = ssim(jnp.asarray(a[..., None]), jnp.asarray(b[..., None]), jnp.asarray(dr),
+               mask=jnp.asarray(mask[..., None]))  # fmt: skip
+    for i in (0, 2):
+        _, full = structural_similarity(a[i], b[i], data_range=dr[i], full=True, **kw)
+        inner = (slice(5, -5), slice(5, -5))  # where the 11x11 window fits
+        np.testing.assert_allclose(float(got[i]), full[inner][mask[i][inner]].mean(), rtol=1e-4)
+    assert np.isnan(float(got[1]))
 
 
 # ---------------------------------------------------------------------------------------
@@ -258,6 +347,7 @@ def test_calibrate_then_restore_the_lesion_cohort(chen_run, phantom_dir, tmp_pat
     assert r.returncode == 0, r.stderr
     cal = json.loads((chen_run / "calibration.json").read_text())["lg_neural/tv"]
     assert cal["grid"] == [0.01, 1.0, 100.0] and len(cal["ssim"]) == 3
+    assert cal["ssim_over"] == "brain"
     assert cal["ssim"][2] >= cal["ssim"][0]  # a stronger pull to Y keeps images closer
     assert (chen_run / "ssim_lambda_lg_neural_tv.png").is_file()
     import jaxuad

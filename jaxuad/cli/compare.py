@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 from jaxuad.cli._common import parser, run
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from jaxuad.data import DataError
+    from jaxuad.evaluate import EvalResult
     from jaxuad.report import compare_markdown
 
     if args.name and len(args.name) != len(args.reports):
@@ -35,15 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for i, r in enumerate(args.reports):
         path = Path(r) / "metrics.json" if Path(r).is_dir() else Path(r)
-        try:
-            m = json.loads(path.read_text())
-            m["summary"], m["at_threshold"], m["settings"]  # noqa: B018  (format check)
-        except (OSError, ValueError, KeyError) as e:
-            raise DataError(f"{path}: not a jaxuad-evaluate metrics.json ({e})") from None
+        m = EvalResult.read(path)
         if args.name:
-            m["name"] = args.name[i]
+            m = dataclasses.replace(m, name=args.name[i])
         results.append(m)
-    levels = {tuple(m["settings"]["fpr_levels"]) for m in results}
+    levels = {tuple(m.settings["fpr_levels"]) for m in results}
     if len(levels) > 1:
         raise DataError(f"reports use different evaluate.fpr_levels: {sorted(levels)}")
     text = compare_markdown(results)

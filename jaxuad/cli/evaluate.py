@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxuad.config import Config
     from jaxuad.evaluate import evaluate
+    from jaxuad.report import write_report
 
     cfg = override(Config(evaluate=EvaluateConfig()), args.overrides).evaluate
     m = evaluate(
@@ -80,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         devices=args.devices,
     )
-    s = m["summary"]
+    write_report(args.out, m)
     print(
-        f"Dice {s['dice_mean']:.4f} ± {s['dice_std']:.4f} at {m['seg_threshold']}  "
-        f"AUROC {s['auroc']:.4f}  AUPRC {s['auprc']:.4f}  ({s['n_subjects']} subjects)"
+        f"Dice {m.dice_mean:.4f} ± {m.dice_std:.4f} at {m.seg_threshold}  "
+        f"AUROC {m.auroc:.4f}  AUPRC {m.auprc:.4f}  ({m.n_subjects} subjects)"
     )
     print(f"report: {args.out}/report.md")
     return 0

@@ -6,8 +6,9 @@ mask, a threshold, and removal of 3D connected components smaller than 6 voxels.
 
 Two interchangeable backends compute the same numbers (tested voxel for voxel):
 
-* ``jax`` (default): the compiled kernels of :mod:`.kernels`, batched over subjects with
-  ``vmap`` and run on whatever device JAX uses (GPU/TPU where present);
+* ``jax`` (default): the compiled kernels of :mod:`.filters` and :mod:`.components`,
+  batched over subjects with ``vmap`` and run on whatever device JAX uses (GPU/TPU where
+  present);
 * ``scipy``: :mod:`scipy.ndimage` on the host (:mod:`.reference`).
 
 On several devices (``Postprocessor(cfg, devices=N)``, default: all) volumes go through the
@@ -45,7 +46,7 @@ import numpy as np
 from jaxuad import distributed
 from jaxuad.config import ConfigError, EvaluateConfig
 from jaxuad.data import pad_rows
-from jaxuad.postprocess import kernels, reference
+from jaxuad.postprocess import components, filters, reference
 
 BACKENDS = ("jax", "scipy")
 COMPONENT_BACKENDS = ("auto", "jax", "scipy")
@@ -65,7 +66,7 @@ def filter_residuals(
 
     def one(r, m, k):
         r = jnp.where(k, r, 0.0)
-        return kernels.median_filter(r, median_size) * kernels.binary_erosion(m, erosion_iterations)
+        return filters.median_filter(r, median_size) * filters.binary_erosion(m, erosion_iterations)
 
     return jax.vmap(one)(residual, brainmask, keep)
 
@@ -78,18 +79,18 @@ def segment(
     the 3D components smaller than ``min_size`` voxels."""
     threshold = jnp.broadcast_to(jnp.asarray(threshold, filtered.dtype), filtered.shape[:1])
     seg = filtered > threshold[:, None, None, None]
-    return kernels.remove_small_components(seg, min_size, connectivity)
+    return components.remove_small_components(seg, min_size, connectivity)
 
 
 @functools.partial(jax.jit, static_argnames=("connectivity",))
 def components_hit(truth: jax.Array, pred: jax.Array, *, connectivity: int):
     """[B, X, Y, Z] -> per subject (ground-truth components hit by ``pred``, components)."""
-    return kernels.components_hit(truth, pred, connectivity)
+    return components.components_hit(truth, pred, connectivity)
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _eroded(brainmask: jax.Array, iterations: int) -> jax.Array:
-    return kernels.binary_erosion(brainmask, iterations)
+    return filters.binary_erosion(brainmask, iterations)
 
 
 def keep_mask(
@@ -240,7 +241,8 @@ __all__ = [
     "components_hit",
     "filter_residuals",
     "keep_mask",
-    "kernels",
+    "components",
+    "filters",
     "reference",
     "segment",
 ]

@@ -1,7 +1,8 @@
-"""SciPy post-processing: the reference the JAX kernels in :mod:`.kernels` are tested
-against, and the fallback where they cannot run (``evaluate.backend=scipy``, or
-automatically for connected components, see :mod:`jaxuad.postprocess`). Same names and
-arguments as :mod:`.kernels`, one volume [X, Y, Z] at a time.
+"""SciPy post-processing: the reference the JAX kernels in :mod:`.filters` and
+:mod:`.components` are tested against, and the fallback where they cannot run
+(``evaluate.backend=scipy``, or automatically for connected components, see
+:mod:`jaxuad.postprocess`). Same names and arguments as those kernels, one volume
+[X, Y, Z] at a time.
 
 Border handling: the median filter uses SciPy's ``mode="reflect"`` (the volume mirrored
 about its faces, edge voxels repeated); erosion counts everything outside the volume as

@@ -1,5 +1,4 @@
-"""The cohort driver: restore every subject of a folder and write NIfTI outputs, and the
-lambda calibration of Chen et al. 2019 (Sec. 2.3).
+"""The cohort driver: restore every subject of a folder and write NIfTI outputs.
 
 For every subject the output folder receives, on the input's grid and with its affine:
 
@@ -17,8 +16,7 @@ processed: there the restoration equals the input and the residual is 0.
 Slices go through the compiled function in fixed-size chunks (``restore.batch_size``; the
 last one padded, so it compiles once), which bounds memory. Chunk i uses
 ``fold_in(key, i)``. On several devices (``devices``, :mod:`jaxuad.distributed`) each chunk
-is split over them by slice, so the chunks, keys and results are those of one device;
-calibration splits its lambda grid instead.
+is split over them by slice, so the chunks, keys and results are those of one device.
 """
 
 from __future__ import annotations
@@ -106,7 +104,7 @@ def resolve_lambda(workdir, method: str, rc: RestoreConfig) -> float:
     return lam
 
 
-def _prepare(
+def prepare(
     workdir,
     method: str,
     modality: str | None = None,
@@ -176,7 +174,7 @@ def restore_cohort(
     """
     out = Path(out)
     stale = _stale_outputs(out, overwrite)
-    config, dc, graphdef, params = _prepare(workdir, method, **options)
+    config, dc, graphdef, params = prepare(workdir, method, **options)
     bs = config.restore.batch_size
     mesh = distributed.make_mesh(devices)
     distributed.check_divisible(
@@ -271,104 +269,4 @@ def restore_cohort(
     return summary
 
 
-def pick_lambda(grid, ssim, target: float) -> tuple[float, bool]:
-    """The smallest lambda whose mean SSIM reaches ``target`` (grid sorted ascending); the
-    largest lambda and False when none does."""
-    order = np.argsort(grid)
-    for i in order:
-        if ssim[i] >= target:
-            return float(grid[i]), True
-    return float(grid[order[-1]]), False
-
-
-def calibrate(
-    workdir,
-    data,
-    *,
-    method: str,
-    seed: int = 0,
-    progress=True,
-    devices: int | None = None,
-    **options,
-) -> dict:
-    """Chooses lambda as Chen et al. do: restores healthy slices for every lambda of
-    ``restore.lam_grid`` (vmapped over the grid) and keeps the smallest lambda whose mean
-    SSIM(restored, original) is at least ``restore.ssim_target``. Stores the grid, the
-    SSIM curve and the choice in ``<workdir>/calibration.json`` (keyed by method and prior)
-    and returns them (``jaxuad-restore --calibrate`` then plots
-    ``<workdir>/ssim_lambda_<method>_<prior>.png``). On several ``devices`` the
-    grid is split over them (padded with copies of its last value): every lambda sees the
-    same slices and keys as on one device. ``options`` as for :func:`restore_cohort`."""
-    from jaxuad.data import stack_images
-    from jaxuad.restore.ssim import ssim
-
-    if method in ("reconstruction", "anogan"):
-        raise ConfigError(f"{method} has no lambda to calibrate")
-    config, dc, graphdef, params = _prepare(workdir, method, **options)
-    rc = config.restore
-    grid = np.asarray(sorted(rc.lam_grid), np.float64)
-    if len(grid) == 0 or np.any(grid < 0):
-        raise ConfigError(f"restore.lam_grid must be non-empty and >= 0, got {rc.lam_grid}")
-    slices = [slice_volume(v, dc) for v in iter_volumes(data, dc.modality)]
-    images = stack_images(slices)
-    masks = np.concatenate([s.masks for s in slices])
-    pick = np.unique(
-        np.linspace(0, len(images) - 1, min(rc.calibrate_slices, len(images))).astype(int)
-    )
-    images, masks = images[pick], masks[pick]
-
-    mesh = distributed.make_mesh(devices)
-    lams, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
-    base = make_restorer(method, graphdef, config)
-    grid_fn = jax.jit(jax.vmap(base, in_axes=(None, None, None, None, 0)), out_shardings=lams)
-    chunk = max(1, rc.batch_size // len(grid))
-    padded = np.concatenate([grid, np.full((-len(grid)) % mesh.devices.size, grid[-1])])
-    grid_f32 = distributed.put(jnp.asarray(padded, jnp.float32), lams)
-    params = distributed.put(params, rep)
-    key = config.train.key(seed)
-    data_range = np.ptp(images.reshape(len(images), -1), axis=1)
-    scores = []
-    t0 = time.perf_counter()
-    primary = distributed.is_primary()
-    bar = tqdm(
-        range(0, len(images), chunk),
-        desc=f"calibrate ({method})",
-        disable=not (progress and primary),
-    )
-    for i in bar:
-        y, m = images[i : i + chunk], masks[i : i + chunk]
-        yp, mp = distributed.put((pad_rows(y, chunk), pad_rows(m, chunk)), rep)
-        x = grid_fn(params, yp, mp, distributed.put(jax.random.fold_in(key, i), rep), grid_f32)
-        x = distributed.to_host(x)[: len(grid), : len(y)]  # [G, n, S, S, 1]
-        dr = np.broadcast_to(np.maximum(data_range[i : i + chunk], 1e-6), (len(grid), len(y)))
-        s = ssim(
-            jnp.asarray(x.reshape(-1, *x.shape[2:])),
-            jnp.asarray(np.broadcast_to(y, x.shape).reshape(-1, *x.shape[2:])),
-            jnp.asarray(dr.reshape(-1)),
-        )
-        scores.append(np.asarray(s).reshape(len(grid), len(y)))
-    mean_ssim = np.concatenate(scores, axis=1).mean(axis=1)
-    lam, met = pick_lambda(grid, mean_ssim, rc.ssim_target)
-    entry = {
-        "lam": lam,
-        "prior": rc.prior,
-        "target_met": met,
-        "grid": grid.tolist(),
-        "ssim": mean_ssim.tolist(),
-        "ssim_target": rc.ssim_target,
-        "slices": int(len(images)),
-        "data": str(data),
-        "seconds": time.perf_counter() - t0,
-        "devices": int(mesh.devices.size),
-    }
-    if not primary:
-        return entry
-    from jaxuad.train.run import CALIBRATION_FILE, calibration_key, read_calibration
-
-    stored = read_calibration(workdir)
-    stored[calibration_key(method, rc.prior)] = entry
-    write_json(stored, Path(workdir) / CALIBRATION_FILE)
-    return entry
-
-
-__all__ = ["METHODS", "calibrate", "make_restorer", "pick_lambda", "restore_cohort", "run_slices"]
+__all__ = ["METHODS", "make_restorer", "restore_cohort", "run_slices"]

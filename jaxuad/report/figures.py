@@ -1,4 +1,4 @@
-"""Figures and Markdown for evaluation reports."""
+"""Figures: subject panels, cohort curves, the phantom, samples, λ calibration, galleries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from jaxuad.config import EvaluateConfig
+from jaxuad.evaluate import EvalResult
+from jaxuad.report.tables import fmt as _f
 
 
 def _subplots(*args, **kw):
@@ -61,157 +62,18 @@ def subject_panel(
     fig.savefig(path, dpi=80)
 
 
-def _f(v, fmt=".4f") -> str:
-    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt)
-
-
-def _run_name(m: dict) -> str:
-    return m.get("name") or m.get("model") or "?"
-
-
-def baur_table(results: list[dict]) -> list[str]:
-    """Baur et al. 2018, Table 1 layout: model, z, Dice mean ± std, reconstruction time."""
-    lines = [
-        "| model | z | Dice (μ ± σ) | threshold | reconstruction [s/slice] |",
-        "|---|---|---|---|---|",
-    ]
-    for m in results:
-        s = m["summary"]
-        lines.append(
-            f"| {_run_name(m)} | {m.get('latent') or 'n/a'} | "
-            f"{_f(s['dice_mean'])} ± {_f(s['dice_std'])} | {m['seg_threshold']} | "
-            f"{_f(m.get('seconds_per_slice'), '.5f')} |"
-        )
-    return lines
-
-
-def chen_table(results: list[dict]) -> list[str]:
-    """Chen et al. 2019, Table 1 layout: method, prior, Dice at each healthy FPR, AUC, s/iter."""
-    # With no results (every row failed) the header still shows the default levels.
-    levels = results[0]["settings"]["fpr_levels"] if results else EvaluateConfig().fpr_levels
-    head = " | ".join(f"Dice @{x:g}% FPR" for x in levels)
-    lines = [
-        f"| method | prior | {head} | AUC | s/iter |",
-        "|---|---|" + "---|" * len(levels) + "---|---|",
-    ]
-    for m in results:
-        at = m["at_threshold"]
-        dice = " | ".join(_f(at.get(f"fpr{x:g}", {}).get("dice_mean")) for x in levels)
-        method = m.get("method") or "?"
-        if m.get("model"):
-            method = f"{m['model']} {method}"
-        lines.append(
-            f"| {method} | {m.get('prior') or '-'} | {dice} | {_f(m['summary']['auroc'])} | "
-            f"{_f(m.get('seconds_per_iteration'), '.4f')} |"
-        )
-    return lines
-
-
-def markdown(metrics: dict) -> str:
-    s, st, pp = metrics["summary"], metrics["settings"], metrics["postprocess"]
-    th = metrics["thresholds"]
-    priors = [
-        n
-        for n, on in (
-            ("positive residuals only", st["positive_only"]),
-            (
-                f"hyperintensity prior (input >= its {st['hyperintensity_quantile']:g} quantile)",
-                st["hyperintensity_quantile"] > 0,
-            ),
-        )
-        if on
-    ] or ["none"]
-    lines = [
-        f"# jaxuad evaluation: {metrics['pred']}",
-        "",
-        f"Post-processing: median {st['median_size']}^3, brain mask eroded "
-        f"{st['erosion_iterations']}x, components < {st['min_component_size']} voxels removed "
-        f"({st['connectivity']}-connectivity); residual priors: {', '.join(priors)}. "
-        f"Thresholds fitted on {th['n_voxels']} healthy brain voxels of {th['n_subjects']} "
-        f"subjects from `{th['source']}`. Segmentations written at `{metrics['seg_threshold']}`.",
-        "",
-        "## Baur et al. 2018 layout",
-        "",
-        *baur_table([metrics]),
-        "",
-        "## Chen et al. 2019 layout",
-        "",
-        *chen_table([metrics]),
-        "",
-        "## Every threshold (fitted on healthy data)",
-        "",
-        "| threshold | rule | value | healthy FPR | Dice (μ ± σ) | precision | recall "
-        "| test FPR | lesions detected |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, a in metrics["at_threshold"].items():
-        lines.append(
-            f"| {name} | {th['thresholds'][name]['rule']} | {a['threshold']:.5g} | "
-            f"{_f(a['healthy_fpr'], '.4%')} | {_f(a['dice_mean'])} ± {_f(a['dice_std'])} | "
-            f"{_f(a['precision'])} | {_f(a['recall'])} | {_f(a['fpr'], '.4%')} | "
-            f"{a['lesions_detected']}/{a['lesions']} ({_f(a['detection_rate'], '.1%')}) |"
-        )
-    lines += [
-        "",
-        f"Voxel-level, pooled over {s['n_subjects']} subjects ({s['lesion_voxels']} lesion and "
-        f"{s['normal_voxels']} normal brain voxels): AUROC {_f(s['auroc'])} "
-        f"(exact to ±{s['auroc_tie_bound']:.1e}), AUPRC {_f(s['auprc'])}.",
-        f"**Oracle** best Dice (pooled voxels, threshold {s['oracle_threshold']:.5g} chosen on "
-        f"this test data, before component removal; not a fair estimate): "
-        f"{_f(s['oracle_dice'])}.",
-        "",
-        f"Time: restoration {_f(metrics.get('seconds_per_slice'), '.5f')} s/slice; "
-        f"post-processing {pp['filter_seconds_per_volume']:.3f} s/volume (filter, "
-        f"{metrics['settings']['backend']}) + {pp['segment_seconds_per_volume']:.3f} s/volume "
-        f"(threshold and components, {pp['components_backend']}); compile {pp['compile_s']:.1f} s.",
-        "",
-        "![residual histogram](histogram.png) ![ROC and PR](roc_pr.png) "
-        "![Dice against threshold](dice_threshold.png)",
-        "",
-        "## Subjects",
-        "",
-        "| subject | "
-        + " | ".join(f"Dice {n}" for n in metrics["at_threshold"])
-        + " | lesion voxels | segmented voxels |",
-        "|---|" + "---|" * (len(metrics["at_threshold"]) + 2),
-    ]
-    for row in metrics["subjects"]:
-        dices = " | ".join(_f(row[f"dice_{n}"]) for n in metrics["at_threshold"])
-        lines.append(
-            f"| {row['subject']} | {dices} | {row['lesion_voxels']} | {row['segmented_voxels']} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def compare_markdown(results: list[dict]) -> str:
-    """Several evaluations in the papers' two table layouts (``jaxuad-compare``)."""
-    return (
-        "\n".join(
-            [
-                "## Baur et al. 2018 layout",
-                "",
-                *baur_table(results),
-                "",
-                "## Chen et al. 2019 layout",
-                "",
-                *chen_table(results),
-            ]
-        )
-        + "\n"
-    )
-
-
 def _thin(c: dict, n: int = 4000) -> dict:
     step = max(1, len(c["threshold"]) // n)
     return {k: v[::step] for k, v in c.items()}
 
 
-def cohort_figures(out: Path, hist, metrics: dict) -> None:
-    """histogram.png (Baur Fig. 6), roc_pr.png, dice_threshold.png, from the merged
-    histograms, with the healthy-fitted thresholds marked."""
+def cohort_figures(out: Path, m: EvalResult) -> None:
+    """histogram.png (Baur Fig. 6), roc_pr.png, dice_threshold.png, from the result's merged
+    histogram (``m.histogram``), with the healthy-fitted thresholds marked."""
     from jaxuad.metrics import bin_lower_edges
 
-    taus = {n: a["threshold"] for n, a in metrics["at_threshold"].items()}
+    hist = m.histogram
+    taus = {n: a.threshold for n, a in m.at_threshold.items()}
     colours = dict(zip(taus, matplotlib.colormaps["tab10"](np.arange(len(taus))), strict=True))
     edges, counts = bin_lower_edges(), hist.counts
     total = counts.sum(0)
@@ -245,26 +107,25 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     fig.savefig(out / "histogram.png", dpi=90)
 
     c = _thin(hist.curves())
-    s = metrics["summary"]
     fig, (a1, a2) = _subplots(1, 2, figsize=(9, 4))
     a1.plot(np.r_[0, c["fpr"], 1], np.r_[0, c["tpr"], 1], color="k")
     a1.plot([0, 1], [0, 1], color="0.7", ls=":")
     a1.set(
         xlabel="false-positive rate",
         ylabel="true-positive rate",
-        title=f"ROC (AUC {_f(s['auroc'])})",
+        title=f"ROC (AUC {_f(m.auroc)})",
     )
     a2.plot(c["tpr"], c["precision"], color="k")
     a2.set(
         xlabel="recall",
         ylabel="precision",
-        title=f"PR (AP {_f(s['auprc'])})",
+        title=f"PR (AP {_f(m.auprc)})",
         xlim=(0, 1),
         ylim=(0, 1.02),
     )
-    for n, a in metrics["at_threshold"].items():
-        a1.plot(a["fpr"], a["recall"], "o", color=colours[n], label=n)
-        a2.plot(a["recall"], a["precision"], "o", color=colours[n], label=n)
+    for n, a in m.at_threshold.items():
+        a1.plot(a.fpr, a.recall, "o", color=colours[n], label=n)
+        a2.plot(a.recall, a.precision, "o", color=colours[n], label=n)
     a1.legend(fontsize=7, title="after post-processing", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "roc_pr.png", dpi=90)
@@ -272,15 +133,15 @@ def cohort_figures(out: Path, hist, metrics: dict) -> None:
     fig, ax = _subplots(figsize=(6, 4))
     keep = c["threshold"] <= hi
     ax.plot(c["threshold"][keep], c["dice"][keep], color="k", label="pooled voxels")
-    ax.plot(s["oracle_threshold"], s["oracle_dice"], "k*", ms=10, label="oracle (test-chosen)")
-    for n, a in metrics["at_threshold"].items():
-        ax.axvline(a["threshold"], color=colours[n], ls="--", lw=1)
+    ax.plot(m.oracle_threshold, m.oracle_dice, "k*", ms=10, label="oracle (test-chosen)")
+    for n, a in m.at_threshold.items():
+        ax.axvline(a.threshold, color=colours[n], ls="--", lw=1)
         ax.plot(
-            a["threshold"],
-            a["dice_mean"],
+            a.threshold,
+            a.dice_mean,
             "o",
             color=colours[n],
-            label=f"{n}: mean Dice {_f(a['dice_mean'], '.3f')}",
+            label=f"{n}: mean Dice {_f(a.dice_mean, '.3f')}",
         )
     ax.set(xlabel="threshold", ylabel="Dice", title="Dice against threshold", ylim=(0, 1))
     ax.legend(fontsize=7)
@@ -388,22 +249,22 @@ def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
     fig.savefig(path, dpi=80)
 
 
-def dice_chart(path: Path, title: str, results: list[dict], levels=None) -> None:
+def dice_chart(path: Path, title: str, results: list[EvalResult], levels=None) -> None:
     """Baur: Dice mean ± std per model at the percentile threshold. Chen (``levels``):
     mean Dice against the healthy FPR each threshold allows, one line per method."""
     fig, ax = _subplots(figsize=(7, 0.45 * len(results) + 1.6) if not levels else (7, 4.2))
-    names = [m["name"] + (f" ({m['prior']})" if m.get("prior") else "") for m in results]
+    names = [(m.name or "?") + (f" ({m.prior})" if m.prior else "") for m in results]
     if not levels:
-        s = [m["at_threshold"]["percentile"] for m in results]
+        s = [m.at_threshold["percentile"] for m in results]
         y = np.arange(len(results))[::-1]
-        ax.barh(y, [a["dice_mean"] for a in s], xerr=[a["dice_std"] for a in s], color="C0")
+        ax.barh(y, [a.dice_mean for a in s], xerr=[a.dice_std for a in s], color="C0")
         ax.set_yticks(y, names)
         ax.set_xlabel("Dice (mean ± std over test subjects), 98th-percentile threshold")
         ax.set_xlim(0, 1)
     else:
         for i, (m, name) in enumerate(zip(results, names, strict=True)):
-            d = [m["at_threshold"][f"fpr{x:g}"]["dice_mean"] for x in levels]
-            style = "-" if m.get("prior") != "l1" else "--"
+            d = [m.at_threshold[f"fpr{x:g}"].dice_mean for x in levels]
+            style = "-" if m.prior != "l1" else "--"
             ax.plot(levels, d, style, marker="o", color=f"C{i % 10}", label=name)
         ax.set_xscale("log")
         ax.set_xticks(levels, [f"{x:g}%" for x in levels])

@@ -1,25 +1,12 @@
-"""Compiled 3D post-processing kernels in JAX: median filter, erosion, connected components.
+"""Compiled 3D connected components in JAX, exact to ``scipy.ndimage.label``.
 
-The median filter and erosion take a single volume ``[X, Y, Z]``; ``jax.vmap`` batches
-them over subjects (:mod:`jaxuad.postprocess` does). All are exact: they give the same
-numbers as their :mod:`scipy.ndimage` counterparts in :mod:`jaxuad.postprocess.reference`,
-voxel for voxel, including at the volume's faces, and are tested that way.
-
-* :func:`median_filter` is a radix selection over the bits of the values: 32 passes, each
-  counting, for every voxel at once, how many of its k**3 neighbours lie below a candidate.
-  It is branch-free, sorts nothing, needs O(volume) memory, and returns one of the inputs.
-  Faces are handled as SciPy's ``mode="reflect"`` (``jnp.pad(mode="symmetric")``: the
-  volume mirrored about its faces, edge voxels repeated).
-* :func:`binary_erosion` uses the 6-neighbourhood cross, with everything outside the
-  volume counted as background (SciPy's default ``border_value=0``).
-* :func:`label`, :func:`remove_small_components` and :func:`components_hit` find 3D
-  connected components with one of two kernels, chosen per batch by how many runs
-  (stretches of foreground along the last axis) its masks have (see "Connected components"
-  below): one that works on the list of runs, with every line packed into 32-bit words,
-  and a dense sweep over the whole volume (over 2x2x2 blocks for 26-connectivity) for
-  noise-like masks. Labels are numbered in raster order of each component's first voxel,
-  which is exactly ``scipy.ndimage.label``'s numbering. These three take one volume or a
-  batch whole.
+:func:`label`, :func:`remove_small_components` and :func:`components_hit` find 3D
+connected components with one of two kernels, chosen per batch by how many runs (stretches
+of foreground along the last axis) its masks have (see "Connected components" below): one
+that works on the list of runs, with every line packed into 32-bit words, and a dense sweep
+over the whole volume (over 2x2x2 blocks for 26-connectivity) for noise-like masks. Labels
+are numbered in raster order of each component's first voxel, which is exactly
+``scipy.ndimage.label``'s numbering. These three take one volume or a batch whole.
 """
 
 from __future__ import annotations
@@ -31,77 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-_SIGN = jnp.uint32(0x80000000)
-
-
-def sortable_keys(x: jax.Array) -> jax.Array:
-    """float32 -> uint32 whose unsigned order is the floats' order (-0.0 sorts just below
-    +0.0; inputs must be finite)."""
-    b = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
-    return jnp.where(b >= _SIGN, ~b, b | _SIGN)
-
-
-def from_sortable_keys(k: jax.Array) -> jax.Array:
-    """Inverse of :func:`sortable_keys`."""
-    b = jnp.where(k >= _SIGN, k & ~_SIGN, ~k)
-    return lax.bitcast_convert_type(b, jnp.float32)
-
-
-def _windows(padded: jax.Array, shape: tuple[int, int, int], size: int):
-    """The size**3 shifted views of ``padded`` that line up with an output of ``shape``."""
-    for i in range(size):
-        for j in range(size):
-            for k in range(size):
-                yield lax.slice(padded, (i, j, k), (i + shape[0], j + shape[1], k + shape[2]))
-
-
-def median_filter(x: jax.Array, size: int = 5) -> jax.Array:
-    """``scipy.ndimage.median_filter(x, size, mode="reflect")`` for a float [X, Y, Z] volume.
-
-    The median of n = size**3 values is the one of rank n // 2 (n is odd). Its key is
-    built bit by bit, from the top: a bit is set when fewer than rank + 1 neighbours have
-    keys below the candidate with that bit set.
-    """
-    if size <= 1:
-        return x.astype(jnp.float32)
-    if size % 2 == 0:
-        raise ValueError(f"median size must be odd, got {size}")
-    half, rank = size // 2, size**3 // 2
-    keys = sortable_keys(x)
-    padded = jnp.pad(keys, half, mode="symmetric")
-
-    def bit(i, prefix):
-        candidate = prefix | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
-        below = sum((w < candidate).astype(jnp.int32) for w in _windows(padded, x.shape, size))
-        return jnp.where(below <= rank, candidate, prefix)
-
-    prefix = lax.fori_loop(0, 32, bit, jnp.zeros(x.shape, jnp.uint32))
-    return from_sortable_keys(prefix)
-
-
-def _face_neighbours(x: jax.Array, fill):
-    """The 6 face neighbours of every voxel (``fill`` beyond the faces), as slices of one
-    padded copy, which XLA fuses into a single pass over the volume."""
-    p = jnp.pad(x, 1, constant_values=jnp.asarray(fill, x.dtype))
-    for axis in range(3):
-        for start in (0, 2):
-            begin = [1, 1, 1]
-            begin[axis] = start
-            yield lax.slice(p, begin, [b + n for b, n in zip(begin, x.shape, strict=True)])
-
-
-def binary_erosion(mask: jax.Array, iterations: int) -> jax.Array:
-    """``scipy.ndimage.binary_erosion(mask, generate_binary_structure(3, 1), iterations)``."""
-    mask = mask.astype(bool)
-    if iterations <= 0:
-        return mask
-
-    def once(_, m):
-        for n in _face_neighbours(m, False):
-            m = m & n
-        return m
-
-    return lax.fori_loop(0, iterations, once, mask)
+from jaxuad.postprocess.filters import face_neighbours
 
 
 def _neighbourhood_min(x: jax.Array, connectivity: int, fill) -> jax.Array:
@@ -112,7 +29,7 @@ def _neighbourhood_min(x: jax.Array, connectivity: int, fill) -> jax.Array:
     fill = jnp.asarray(fill, x.dtype)
     if connectivity == 6:
         out = x
-        for n in _face_neighbours(x, fill):
+        for n in face_neighbours(x, fill):
             out = jnp.minimum(out, n)
         return out
     for axis in range(x.ndim):  # the box minimum is separable

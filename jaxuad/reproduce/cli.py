@@ -17,7 +17,7 @@ protocols:
   phantom  the same pipeline on jaxuad's brain phantom (generated into the work folder), once
            per --contrast.
 
-budgets (every setting is printed in each table's header; see jaxuad/reproduce.py BUDGETS):
+budgets (each table's header prints every setting; see jaxuad/reproduce/protocols.py BUDGETS):
   paper    the paper's settings: {paper}
   small    {small}
   smoke    tiny models and a few slices, for tests only
