@@ -34,6 +34,8 @@ MODALITIES = ("T1w", "T2w", "FLAIR")
 MODEL_NAMES = (
     "dae", "sae", "dvae", "svae", "sae_gan", "anovaegan", "vae_chen", "aae", "gmvae", "anogan",
 )  # fmt: skip
+# Voxel-wise baselines trained by jaxuad-train without a network (jaxuad/train/atlas.py).
+BASELINE_MODELS = ("atlas",)
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
 CONV_IMPLS = ("auto", "xla", "cpu")
 
@@ -125,6 +127,13 @@ class DataConfig(_Checked):
     fit: str = "pad"  # pad: centre-pad (crop if larger); resize: scale to fit, then pad
     phantom_n_healthy: int = 16  # subjects generated when path is None
     phantom_seed: int = 0
+    # Intensity preprocessing before normalisation (jaxuad/data/intensity.py), stored with
+    # the run and applied to every scan it trains on, calibrates on and restores:
+    curvature_flow: int = 0  # curvature-flow denoising steps (Baur et al.; ITK: 5); 0: off
+    curvature_flow_time_step: float = 0.05  # its time step (ITK default; stable to 1/16)
+    histogram_match: bool = False  # Nyúl-Udupa landmark matching to the training cohort
+    histogram_landmarks: tuple[float, ...] = ()  # the cohort's standard landmarks: fitted
+    #   by jaxuad-train when histogram_match is on (leave empty)
 
     _section = "data"
 
@@ -136,7 +145,8 @@ class DataConfig(_Checked):
         self._within("min_brain_fraction", 0.0, 1.0)
         self._at_least(1, "n_slices", "phantom_n_healthy")
         self._at_least(8, "image_size")
-        self._at_least(0, "phantom_seed")
+        self._at_least(0, "phantom_seed", "curvature_flow")
+        self._within("curvature_flow_time_step", 0.0, 0.0625, closed="(]")
 
 
 @dataclass(frozen=True)
@@ -174,7 +184,7 @@ class ModelConfig(_Checked):
     _section = "model"
 
     def _check(self):
-        self._one_of("name", MODEL_NAMES)
+        self._one_of("name", (*MODEL_NAMES, *BASELINE_MODELS))
         self._one_of("arch", ("baur", "chen"))
         self._one_of("conv_impl", CONV_IMPLS)
         for name in ("features", "disc_features"):
@@ -251,9 +261,11 @@ class TrainConfig(_Checked):
         return jax.random.key(seed, impl=self.prng_impl)
 
 
-# Restoration methods: one encode-decode pass, then the iterative ones (jaxuad/restore).
+# Restoration methods: one encode-decode pass, then the iterative ones (jaxuad/restore),
+# then the voxel-wise baselines (jaxuad/restore/baselines.py), which use no network.
 ITERATIVE_METHODS = ("lg_est", "lg_neural", "map", "gmvae_map", "anogan")
-RESTORE_METHODS = ("reconstruction", *ITERATIVE_METHODS)
+BASELINE_METHODS = ("intensity", "atlas")
+RESTORE_METHODS = ("reconstruction", *ITERATIVE_METHODS, *BASELINE_METHODS)
 
 
 @dataclass(frozen=True)
@@ -302,20 +314,32 @@ class RestoreConfig(_Checked):
 class EvaluateConfig(_Checked):
     """Post-processing, thresholds and metrics (Baur et al. 2018, Sec. 3.1; Chen et al. 2019).
 
+    Sizes are physical by default (``units="mm"``): the median window, the erosion depth and
+    the smallest kept component are given in mm and mm³ and converted per scan from the
+    voxel size in its NIfTI header, so a scan at 1 mm and one at 2 mm are post-processed
+    alike. Baur et al. used 5x5x5 voxels at about 1 mm: a 5 mm window and 6 mm³. With
+    ``units="voxels"`` the ``*_size``/``erosion_iterations`` fields apply as given (the
+    papers' settings, voxel for voxel).
+
     Thresholds are fitted on healthy data only: ``percentile`` (Baur) and the smallest
     threshold whose false-positive rate on healthy brain voxels is at most x % for each x
     in ``fpr_levels`` (Chen). ``seg_threshold`` names the one whose segmentation is
     written as ``sub-<id>_seg.nii.gz``: ``percentile`` or ``fpr<x>`` (e.g. ``fpr1``).
     """
 
-    median_size: int = 5  # 3D median filter edge (odd), 0 or 1 disables it
-    erosion_iterations: int = 3  # brain-mask erosion (6-connected) before thresholding
-    min_component_size: int = 6  # 3D components with fewer voxels are removed
+    units: str = "mm"  # mm: the *_mm sizes, per scan's voxel size | voxels: the voxel sizes
+    median_mm: float = 5.0  # median window edge in mm (odd voxel count nearest); 0: off
+    erosion_mm: float = 3.0  # brain-mask erosion depth in mm (6-connected steps)
+    min_component_mm3: float = 6.0  # 3D components smaller than this volume are removed
+    median_size: int = 5  # units=voxels: median filter edge (odd), 0 or 1 disables it
+    erosion_iterations: int = 3  # units=voxels: brain-mask erosion steps (6-connected)
+    min_component_size: int = 6  # units=voxels: components with fewer voxels are removed
     connectivity: int = 26  # 6 | 26, for component removal and lesion-wise detection
     percentile: float = 98.0  # threshold = this percentile of healthy filtered residuals
     fpr_levels: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0)  # max healthy FPR, percent
     seg_threshold: str = "percentile"  # percentile | fpr<x>
-    positive_only: bool = False  # count only residuals where the input is brighter
+    residual_sign: str = "both"  # both | positive: scan brighter than its restoration
+    #   (hyperintense lesions: FLAIR, T2) | negative: darker (hypointense lesions on T1)
     hyperintensity_quantile: float = 0.0  # > 0: zero residuals where input < this quantile
     backend: str = "jax"  # jax | scipy: median filter and erosion
     components: str = "auto"  # auto | jax | scipy: connected components (auto: JAX, SciPy
@@ -324,7 +348,9 @@ class EvaluateConfig(_Checked):
     _section = "evaluate"
 
     def _check(self):
+        self._one_of("units", ("mm", "voxels"))
         self._at_least(0, "median_size", "erosion_iterations", "min_component_size")
+        self._at_least(0.0, "median_mm", "erosion_mm", "min_component_mm3")
         if self.median_size > 1 and self.median_size % 2 == 0:
             self._fail("median_size", f"must be odd (or 0/1: off), got {self.median_size}")
         self._one_of("connectivity", (6, 26))
@@ -334,6 +360,7 @@ class EvaluateConfig(_Checked):
                 self._fail("fpr_levels", f"each must lie in (0, 100) percent, got {level!r}")
         names = ["percentile", *(f"fpr{level:g}" for level in self.fpr_levels)]
         self._one_of("seg_threshold", names)
+        self._one_of("residual_sign", ("both", "positive", "negative"))
         self._within("hyperintensity_quantile", 0.0, 1.0, closed="[)")
         self._one_of("backend", ("jax", "scipy"))
         self._one_of("components", ("auto", "jax", "scipy"))
@@ -542,11 +569,12 @@ def smoke(config: Config) -> Config:
 
 def chen2019(name: str, **model) -> Config:
     """Chen et al. 2019's setup for model ``name``: the residual architecture (one conv, six
-    residual blocks of 8 to 256 channels, 3x3 kernels, a 2x2x256 code at 128 input), z-score
-    normalisation (background -3.5), squared-error reconstruction, Adam 2e-5, batch 64, and
-    the variance network trained jointly (VAE-LG(neural), AAE-LG(neural))."""
+    residual blocks of 8 to 256 channels, 3x3 kernels, a 2x2x256 code at 128 input), histogram
+    matching to the training cohort and z-score normalisation (background -3.5), as their
+    Sec. 3 preprocesses, squared-error reconstruction, Adam 2e-5, batch 64, and the variance
+    network trained jointly (VAE-LG(neural), AAE-LG(neural))."""
     return Config(
-        data=DataConfig(normalization="zscore"),
+        data=DataConfig(normalization="zscore", histogram_match=True),
         model=ModelConfig(
             name=name,
             arch="chen",

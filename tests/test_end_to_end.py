@@ -128,8 +128,8 @@ def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, 
     # Reusing the saved thresholds gives the same numbers without the healthy folder.
     again = run("again", thresholds=out / "thresholds.json")
     assert again.at_threshold == m.at_threshold
-    with pytest.raises(DataError, match="median_size"):
-        run("mismatch", EvaluateConfig(median_size=3), thresholds=out / "thresholds.json")
+    with pytest.raises(DataError, match="median_mm"):
+        run("mismatch", EvaluateConfig(median_mm=3.0), thresholds=out / "thresholds.json")
     assert not (tmp_path / "mismatch").exists()
 
 

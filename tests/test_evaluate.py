@@ -17,6 +17,7 @@ from jaxuad.evaluate import EvalResult, fit_thresholds, score
 
 SHAPE = (18, 20, 16)
 CFG = EvaluateConfig(
+    units="voxels",
     median_size=3,
     erosion_iterations=1,
     min_component_size=3,
@@ -131,6 +132,19 @@ def test_every_metric_against_brute_force(cohort):
         assert a.detection_rate == pytest.approx(hit / total)
         for row, d in zip(result.subjects, dice, strict=True):
             assert row.dice[tname] == pytest.approx(d)
+    # The ceiling: each lesion mask post-processed as a residual, thresholded at 0.5.
+    ceilings, kept, total = [], 0, 0
+    for g, b, les in zip(truths, brains, lesions, strict=True):
+        if les is None:
+            continue
+        seg = _segment(_filtered(g.astype(np.float32), b), 0.5) & b
+        ceilings.append(_dice(seg, g))
+        labels, n = ndimage.label(g, STRUCT)
+        total, kept = total + n, kept + len(set(np.unique(labels[seg])) - {0})
+    c = result.ceiling
+    assert (c.dice_mean, c.dice_std) == pytest.approx((np.mean(ceilings), np.std(ceilings)))
+    assert (c.lesions, c.lesions_kept) == (total, kept) == (3, 1)  # the 3x2x2 and 1 voxel go
+    assert [r.ceiling_dice for r in result.subjects if r.has_lesion_mask] == pytest.approx(ceilings)
     by = {r.subject: r for r in result.subjects}
     assert by["empty-mask"].dice["fpr5"] in (0.0, 1.0) and by["empty-mask"].has_lesion_mask
     assert not by["no-mask"].has_lesion_mask and result.n_subjects == 3
@@ -164,4 +178,4 @@ def test_score_refuses_mismatched_inputs(cohort):
     with pytest.raises(ValueError, match="as many masks"):
         score([r, r], [b], [les], fitted, CFG)
     with pytest.raises(ValueError, match="no fitted threshold for fpr0.1"):
-        score([r], [b], [les], fitted, EvaluateConfig(fpr_levels=(0.1,)))
+        score([r], [b], [les], fitted, EvaluateConfig(units="voxels", fpr_levels=(0.1,)))

@@ -146,7 +146,7 @@ def test_fit_thresholds_on_arrays_against_brute_force():
     shapes = [(10, 12, 9), (8, 8, 8)]
     residuals = [rng.gamma(2.0, size=s).astype(np.float32) for s in shapes]
     masks = [rng.uniform(size=s) < 0.6 for s in shapes]
-    cfg = EvaluateConfig(median_size=1, erosion_iterations=0, fpr_levels=(1.0, 5.0))
+    cfg = EvaluateConfig(units="voxels", median_size=1, erosion_iterations=0, fpr_levels=(1.0, 5.0))
     fitted = fit_thresholds(residuals, masks, cfg)
     values = np.concatenate([r[m] for r, m in zip(residuals, masks, strict=True)])
     t = fitted["thresholds"]

@@ -41,9 +41,9 @@ def volumes(seed, p):
     }
 
 
-@pytest.mark.parametrize("size", [3, 5])
+@pytest.mark.parametrize("size", [3, 5, (3, 1, 5)])
 def test_median_filter_equals_scipy_including_faces(size):
-    rng = np.random.default_rng(size)
+    rng = np.random.default_rng(sum(np.atleast_1d(size)))
     cases = {
         "normal": rng.normal(size=SHAPE),
         "ties": rng.integers(0, 3, SHAPE) * 0.5,  # many equal values
@@ -306,7 +306,7 @@ def residual_case():
 
 def test_backends_agree_on_the_whole_pipeline(residual_case):
     residual, mask = residual_case
-    cfg = EvaluateConfig(erosion_iterations=2, min_component_size=4)
+    cfg = EvaluateConfig(units="voxels", erosion_iterations=2, min_component_size=4)
     keep = np.ones(mask.shape, bool)
     out, tau = {}, 0.75  # between the filtered residuals' median and maximum
     for backend, comps in (("jax", "jax"), ("scipy", "scipy")):
@@ -334,15 +334,17 @@ def test_priors_zero_residuals_before_filtering():
     brain = np.ones(image.shape, bool)
     cfg = EvaluateConfig()
     assert P.keep_mask(image, restored, brain, cfg).all()  # off by default
-    pos = P.keep_mask(image, restored, brain, dataclasses.replace(cfg, positive_only=True))
+    pos = P.keep_mask(image, restored, brain, dataclasses.replace(cfg, residual_sign="positive"))
     np.testing.assert_array_equal(pos, image > 0.5)
+    neg = P.keep_mask(image, restored, brain, dataclasses.replace(cfg, residual_sign="negative"))
+    np.testing.assert_array_equal(neg, image < 0.5)
     hyper = P.keep_mask(image, None, brain, dataclasses.replace(cfg, hyperintensity_quantile=0.75))
     assert hyper.sum() == 7 and hyper[image >= np.quantile(image, 0.75)].all()
 
 
 def test_auto_components_fall_back_to_scipy(residual_case, monkeypatch):
     residual, mask = residual_case
-    post = P.Postprocessor(EvaluateConfig(components="auto"))
+    post = P.Postprocessor(EvaluateConfig(units="voxels", components="auto"))
     assert post.components_backend == "jax"  # on every device, CPU included
 
     def fail(*a, **k):
@@ -353,7 +355,7 @@ def test_auto_components_fall_back_to_scipy(residual_case, monkeypatch):
         seg = post.segment(residual, 1.0)
     np.testing.assert_array_equal(seg, R.remove_small_components(residual > 1.0, 6, 26))
     assert post.components_backend == "scipy" and "RESOURCE_EXHAUSTED" in post.fell_back
-    strict = P.Postprocessor(EvaluateConfig(components="jax"))
+    strict = P.Postprocessor(EvaluateConfig(units="voxels", components="jax"))
     with pytest.raises(jax.errors.JaxRuntimeError):
         strict.segment(residual, 1.0)
 
@@ -383,3 +385,52 @@ def test_components_equal_scipy_on_real_scans():
     hit, n = jax.jit(lambda t, p: K.components_hit(t, p, 26))(lesions, pred)
     for i in range(len(seg)):
         assert (int(hit[i]), int(n[i])) == R.components_hit(lesions[i], pred[i], 26)
+
+
+def test_sizes_in_mm_give_the_same_segmentation_at_1_and_2_mm():
+    """Issue 26, item 1: one anatomy (a brain, lesions of 3 to 6 mm radius, noise) sampled
+    at 1 mm and at 2 mm. Post-processed with Baur's physical sizes, the 2 mm segmentation is
+    the 1 mm one up to resampling; with the same sizes in voxels (5 voxels: a 10 mm window
+    at 2 mm) the small lesions disappear at 2 mm."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+
+    def world(step):  # voxel centres of a 64 mm cube, in mm
+        return np.stack(np.meshgrid(*[np.arange(step / 2, 64, step)] * 3, indexing="ij"), -1)
+
+    lesions = [((21, 23, 31), 6.0), ((41, 41, 27), 4.0), ((33, 15, 41), 3.0)]
+
+    def scan(step):
+        p = world(step)
+        brain = np.linalg.norm(p - 32, axis=-1) < 28
+        truth = np.zeros(brain.shape, bool)
+        for c, r in lesions:
+            truth |= np.linalg.norm(p - np.asarray(c), axis=-1) < r
+        noise = rng.uniform(0, 0.3, brain.shape)
+        return (truth * 1.0 + noise) * brain, brain, truth
+
+    segs = {}
+    for units in ("mm", "voxels"):
+        cfg = EvaluateConfig(units=units, connectivity=26)
+        post = P.Postprocessor(cfg)
+        for step in (1.0, 2.0):
+            residual, brain, truth = scan(step)
+            size = (step,) * 3
+            f = post.filter(residual, brain, np.ones_like(brain), voxel_size=size)
+            segs[units, step] = post.segment(f, 0.6, voxel_size=size), truth
+    fine, truth_fine = segs["mm", 1.0]
+    coarse, truth_coarse = segs["mm", 2.0]
+    up = ndimage.zoom(coarse.astype(np.uint8), 2, order=0).astype(bool)
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())
+    assert dice(up, fine) > 0.8  # the same segmentation, up to resampling
+    hits = lambda seg, truth: sum(
+        seg[np.linalg.norm(world(2.0 if seg.shape[0] == 32 else 1.0) - np.asarray(c), axis=-1)
+            < r].any() for c, r in lesions
+    )  # fmt: skip
+    assert hits(fine, truth_fine) == hits(coarse, truth_coarse) == 3
+    voxels_coarse, _ = segs["voxels", 2.0]
+    assert hits(voxels_coarse, truth_coarse) == 1  # 5 voxels at 2 mm erase the small ones
+    assert P.voxel_settings(EvaluateConfig(), (1.0, 1.0, 3.0)).median_size == (5, 5, 1)
+    with pytest.raises(ValueError, match="voxel size"):
+        P.Postprocessor(EvaluateConfig()).filter(*scan(2.0)[:2], np.ones((32,) * 3, bool))

@@ -32,13 +32,14 @@ def test_real_split_holds_out_20_subjects(tmp_path, paper, budget):
     assert set(held) <= set(all_ids[-20:])
 
 
-def _metrics(dice: dict[str, float]):
-    """An EvalResult with the given mean Dice per threshold (claims read nothing else)."""
+def _metrics(dice: dict[str, float], auroc: float = 0.5):
+    """An EvalResult with the given mean Dice per threshold and AUROC (AUPRC = AUROC / 2);
+    claims read nothing else."""
     from jaxuad.evaluate import EvalResult, ThresholdScores
 
     nan = float("nan")
     at = {t: ThresholdScores(nan, nan, d, nan, nan, nan, nan, nan, 0, 0) for t, d in dice.items()}
-    return EvalResult(at, (), "percentile", *[nan] * 5, 0, 0, 0, {}, {})
+    return EvalResult(at, (), "percentile", auroc, nan, auroc / 2, nan, nan, 0, 0, 0, {}, {})
 
 
 def test_claims_report_each_pair_and_verdict():
@@ -63,7 +64,35 @@ def test_claims_report_each_pair_and_verdict():
         claims("baur", rows)
     )
     chen = "\n".join(claims("chen", []))
-    assert chen.count("not measured") == 3
+    assert chen.count("not measured") == 4  # three claims, and the baselines
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+@pytest.mark.parametrize("paper", ["baur", "chen"])
+def test_every_table_has_the_baselines_run_through_the_same_pipeline(paper, tmp_path):
+    r = Reproduction(paper, "real", "smoke", work=tmp_path, results=tmp_path, shared=SHARED)
+    steps = [" ".join(s.argv) for s in r.experiment_steps()]
+    assert [s for s in steps if "--model atlas" in s]  # the atlas is trained once
+    intensity = [s for s in steps if "--method intensity" in s]
+    assert len(intensity) == 2 and not [s for s in intensity if "--workdir" in s]
+    (ev,) = [s for s in steps if s.startswith("jaxuad-evaluate") and "/intensity " in s + " "]
+    assert "evaluate.residual_sign=negative" in ev  # T1: MS lesions are hypointense
+    (atlas_ev,) = [s for s in steps if s.startswith("jaxuad-evaluate") and "eval/atlas" in s]
+    assert "residual_sign" not in atlas_ev  # |z|, both signs
+
+
+def test_best_model_is_read_against_each_baseline():
+    rows = [
+        (Row("sAE", "sae"), _metrics({"percentile": 0.3}, auroc=0.8)),
+        (Row("dAE", "dae"), _metrics({"percentile": 0.4}, auroc=0.7)),
+        (Row("intensity", "intensity", "intensity"), _metrics({"percentile": 0.2}, auroc=0.75)),
+        (Row("atlas", "atlas", "atlas"), _metrics({"percentile": 0.35}, auroc=0.6)),
+    ]
+    text = "\n".join(claims("baur", rows))
+    assert "best model (sae-reconstruction) beats the intensity baseline: **yes**" in text
+    assert "AUROC 0.800 vs 0.750 (+0.050)" in text
+    assert "beats the atlas baseline: **no** (" in text  # Dice 0.30 < 0.35
+    assert "Dice at percentile 0.300 vs 0.350 (-0.050)" in text
 
 
 def test_chen_rows_cover_every_method_and_prior():

@@ -12,7 +12,8 @@ thresholds (fitted on healthy data only, over eroded brain-mask voxels):
                in evaluate.fpr_levels (Chen; default 0.1 0.5 1 5)
 
 outputs (in --out):
-  metrics.json                every number, with settings, thresholds and timings
+  metrics.json                every number, with settings, thresholds and timings, and the
+                              ceiling: the lesion masks through the same post-processing
   thresholds.json             the fitted thresholds and their source (reuse: --thresholds)
   report.md                   tables in Baur's and Chen's layouts, every threshold, subjects
   histogram.png               residuals of normal and lesion voxels (Baur Fig. 6)
@@ -23,9 +24,12 @@ outputs (in --out):
   sub-<id>_seg.nii.gz         binary segmentation at evaluate.seg_threshold
 
 post-processing settings (--set evaluate.KEY=VALUE):
-  median_size=5  erosion_iterations=3  min_component_size=6  connectivity=26 (6|26)
+  units=mm (mm|voxels)  median_mm=5  erosion_mm=3  min_component_mm3=6: Baur's physical
+    sizes, converted per scan from its voxel size; with units=voxels: median_size=5
+    erosion_iterations=3  min_component_size=6 (the paper's voxels)  connectivity=26 (6|26)
   percentile=98  fpr_levels=0.1,0.5,1,5  seg_threshold=percentile (or fpr<x>)
-  positive_only=false  hyperintensity_quantile=0 (off)
+  residual_sign=both (both|positive: scan brighter than restoration, hyperintense lesions
+    on FLAIR/T2|negative: darker, hypointense on T1)  hyperintensity_quantile=0 (off)
   backend=jax (jax|scipy)  components=auto (auto|jax|scipy; auto: JAX, SciPy where JAX fails)
 
 example:

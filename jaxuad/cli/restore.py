@@ -32,12 +32,19 @@ methods:
   map             gradient of the VAE's ELBO (You et al.: VAE-MAP)
   gmvae_map       the same with the GMVAE's ELBO (GMVAE-MAP); needs a gmvae run
   anogan          Schlegl's iterative latent search (restore.anogan_steps, default 100)
+baselines (no network; read every table against them):
+  intensity       the scan's distance from its brain's median intensity; with
+                  evaluate.residual_sign=positive the intensity itself (Meissen et al.),
+                  negative for hypointense lesions. --workdir optional (its data settings)
+  atlas           |x - mean| / std of a voxel-wise atlas of the healthy training scans
+                  (--workdir: a run of jaxuad-train --model atlas)
 
 examples:
   jaxuad-restore --workdir runs/svae --data scans/ --out pred/
   jaxuad-restore --calibrate --workdir runs/chen --data healthy/ --method lg_neural --prior tv
   jaxuad-restore --workdir runs/chen --data scans/ --out pred/ --method lg_neural --prior tv
   jaxuad-restore --workdir runs/chen --data scans/ --out pred/ --method map --lam 3 --steps 200
+  jaxuad-restore --method intensity --data scans/ --out pred-intensity/
 
 lambda: --lam, else the value --calibrate stored in RUN/calibration.json for that method and
 prior. Calibration restores healthy slices for every value of restore.lam_grid (vmapped over
@@ -61,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         help="restoration method (default: --set restore.method, else reconstruction); "
         "see 'methods' below",
     )
-    p.add_argument("--workdir", required=True, help="a run directory written by jaxuad-train")
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help="a run directory written by jaxuad-train (required but for --method intensity)",
+    )
     p.add_argument(
         "--data",
         required=True,
@@ -124,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             overrides[name] = getattr(args, name)
     method = overrides.pop("method", "reconstruction")
+    if args.workdir is None and (method != "intensity" or args.calibrate):
+        raise ConfigError("--workdir is required (but for --method intensity)")
     # Checked like any config value, before anything is read or written.
     RestoreConfig(**overrides)
 

@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         devices=args.devices,
     )
-    if is_primary():
+    if is_primary() and config.model.name == "atlas":
+        print(f"atlas of {result.final_metrics['scans']} scans; run directory: {result.workdir}")
+    elif is_primary():
         print(
             f"trained {config.model.name} for {result.steps} steps; run directory: {result.workdir}"
         )

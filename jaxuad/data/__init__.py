@@ -9,6 +9,7 @@ from jaxuad.data.nifti import (
     read_json,
     read_nifti,
     read_on_grid,
+    voxel_size,
     write_json,
     write_nifti_like,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "slice_volume",
     "pad_rows",
     "stack_images",
+    "voxel_size",
     "write_json",
     "write_nifti_like",
 ]

@@ -32,6 +32,16 @@ class Volume:
     affine: np.ndarray  # [4, 4]
     header: nib.Nifti1Header
 
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        """Voxel edges in mm, from the affine (the lengths of its first three columns)."""
+        return voxel_size(self.affine)
+
+
+def voxel_size(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel edges in mm of a [4, 4] voxel-to-world affine: its columns' lengths."""
+    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+
 
 def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header]:
     """Reads a 3D NIfTI volume as float32 (scaling applied) with its affine and header.

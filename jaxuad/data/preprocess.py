@@ -1,13 +1,17 @@
-"""Intensity normalisation, axial slice selection and the slice <-> model-input geometry."""
+"""Intensity preprocessing and normalisation, axial slice selection and the slice <->
+model-input geometry."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-from jaxuad.data.nifti import DataError
+from jaxuad.config import ConfigError, DataConfig
+from jaxuad.data.intensity import curvature_flow, match_histogram
+from jaxuad.data.nifti import DataError, Volume
 
 ZSCORE_BACKGROUND = -3.5  # Chen et al. 2019 set the background to -3.5 after z-scoring
 
@@ -34,6 +38,43 @@ def normalize(image: np.ndarray, brainmask: np.ndarray, method: str) -> np.ndarr
     else:
         raise ValueError(f"unknown normalization {method!r} (minmax | zscore)")
     return np.where(brainmask, out, background_value(method)).astype(np.float32)
+
+
+def preprocess(volume: Volume, cfg: DataConfig) -> np.ndarray:
+    """The scan as a model sees it, [X, Y, Z] float32: denoised by ``cfg.curvature_flow``
+    steps of curvature flow, matched to ``cfg.histogram_landmarks`` (when
+    ``cfg.histogram_match``), then normalised (:func:`normalize`)."""
+    x = volume.image
+    if cfg.curvature_flow:
+        x = np.asarray(
+            curvature_flow(x, cfg.curvature_flow, cfg.curvature_flow_time_step, volume.voxel_size)
+        )
+    if cfg.histogram_match:
+        if not cfg.histogram_landmarks:
+            raise ConfigError(
+                "data.histogram_match is on but no landmarks were fitted: jaxuad-train fits "
+                "them on the training scans and stores them in the run"
+            )
+        x = match_histogram(x, volume.brainmask, cfg.histogram_landmarks)
+    return normalize(x, volume.brainmask, cfg.normalization)
+
+
+def with_fitted_landmarks(cfg: DataConfig, volumes) -> DataConfig:
+    """``cfg`` with its standard histogram landmarks fitted on ``volumes`` (after curvature
+    flow, as they will be matched), if ``cfg.histogram_match`` is on and none are set."""
+    if not cfg.histogram_match or cfg.histogram_landmarks:
+        return cfg
+    from jaxuad.data.intensity import fit_standard_landmarks
+
+    def denoised():
+        for v in volumes:
+            x = v.image
+            if cfg.curvature_flow:
+                steps, dt = cfg.curvature_flow, cfg.curvature_flow_time_step
+                x = np.asarray(curvature_flow(x, steps, dt, v.voxel_size))
+            yield x, v.brainmask
+
+    return dataclasses.replace(cfg, histogram_landmarks=fit_standard_landmarks(denoised()))
 
 
 def select_slices(brainmask: np.ndarray, mode: str, min_fraction: float, n: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from jaxuad.data.nifti import Volume
 from jaxuad.data.preprocess import (
     SliceGeometry,
     background_value,
-    normalize,
+    preprocess,
     select_slices,
 )
 
@@ -58,8 +58,9 @@ class VolumeSlices:
 
 
 def slice_volume(volume: Volume, cfg: DataConfig) -> VolumeSlices:
-    """Normalises a volume, selects axial slices and maps them to the model frame."""
-    img = normalize(volume.image, volume.brainmask, cfg.normalization)
+    """Preprocesses and normalises a volume (:func:`~jaxuad.data.preprocess.preprocess`),
+    selects axial slices and maps them to the model frame."""
+    img = preprocess(volume, cfg)
     idx = select_slices(volume.brainmask, cfg.slices, cfg.min_brain_fraction, cfg.n_slices)
     geometry = SliceGeometry(volume.image.shape[:2], cfg.image_size, cfg.fit)
     geometry.validate(volume.subject)

@@ -9,7 +9,14 @@
 """
 
 from jaxuad.evaluate.folder import evaluate
-from jaxuad.evaluate.score import EvalResult, Scorer, SubjectScores, ThresholdScores, score
+from jaxuad.evaluate.score import (
+    Ceiling,
+    EvalResult,
+    Scorer,
+    SubjectScores,
+    ThresholdScores,
+    score,
+)
 from jaxuad.evaluate.thresholds import (
     fit_thresholds,
     fit_thresholds_on_folder,
@@ -18,6 +25,7 @@ from jaxuad.evaluate.thresholds import (
 )
 
 __all__ = [
+    "Ceiling",
     "EvalResult",
     "Scorer",
     "SubjectScores",

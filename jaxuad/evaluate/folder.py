@@ -103,7 +103,8 @@ def evaluate(
     # Compile once on the first volume, so per-volume times are steady state.
     v0, r0, _, _, k0 = inputs[0]
     t0 = time.perf_counter()
-    post.segment(post.filter(r0, v0.brainmask, k0), scorer.values[cfg.seg_threshold])
+    size0 = v0.voxel_size
+    post.segment(post.filter(r0, v0.brainmask, k0, size0), scorer.values[cfg.seg_threshold], size0)
     compile_s = time.perf_counter() - t0
 
     t_filter = 0.0
@@ -112,13 +113,14 @@ def evaluate(
     for start in range(0, len(inputs), group):
         chunk = inputs[start : start + group]
         t0 = time.perf_counter()
-        filtered = post.filter_many([(c[1], c[0].brainmask, c[4]) for c in chunk])
+        sizes = [c[0].voxel_size for c in chunk]
+        filtered = post.filter_many([(c[1], c[0].brainmask, c[4]) for c in chunk], sizes)
         t_filter += time.perf_counter() - t0
-        segs = scorer.segment(filtered)
+        segs = scorer.segment(filtered, sizes)
         for k, (vol, *_) in enumerate(chunk):
             scorer.add(
                 vol.subject, filtered[k], {n: s[k] for n, s in segs.items()},
-                vol.brainmask, vol.lesion,
+                vol.brainmask, vol.lesion, sizes[k],
             )  # fmt: skip
             write_nifti_like(filtered[k], vol, out / f"sub-{vol.subject}_filtered.nii.gz")
             write_nifti_like(segs[cfg.seg_threshold][k], vol, out / f"sub-{vol.subject}_seg.nii.gz")

@@ -8,7 +8,12 @@ Metrics, all inside the brain mask (definitions in :mod:`jaxuad.metrics`):
   after component removal;
 * over the cohort, from merged histograms (memory fixed by bins, not voxels): voxel-level
   AUROC (with its tie bound) and AUPRC of the post-processed residual, and the oracle best
-  Dice, a threshold chosen on the test data itself and labelled so everywhere.
+  Dice, a threshold chosen on the test data itself and labelled so everywhere;
+* the pipeline's own **ceiling**: each lesion mask passed through the same post-processing
+  as a residual (a perfect residual: 1 in the lesions, 0 elsewhere, thresholded at 0.5).
+  Its Dice and the lesions it keeps bound what any model can reach through this
+  post-processing; a method near its ceiling is limited by the post-processing, not by
+  the model.
 
 :class:`Scorer` adds subjects one at a time (the folder evaluation streams them);
 :func:`score` does it for arrays in memory. Both give an :class:`EvalResult`, whose
@@ -59,6 +64,18 @@ class SubjectScores:
     dice: dict[str, float]  # threshold name -> Dice (1.0 when both sets are empty)
     lesion_voxels: int  # inside the brain mask
     segmented_voxels: int  # at the result's seg_threshold
+    ceiling_dice: float = _NAN  # Dice of the post-processed lesion mask (NaN: no mask)
+    ceiling_lesions_kept: int = 0  # lesions it still touches after post-processing
+
+
+@dataclasses.dataclass(frozen=True)
+class Ceiling:
+    """The post-processing's ceiling over the subjects with a lesion mask."""
+
+    dice_mean: float  # mean over subjects of the post-processed lesion mask's Dice
+    dice_std: float
+    lesions: int  # ground-truth components
+    lesions_kept: int  # of those, touched by the post-processed lesion mask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +108,7 @@ class EvalResult:
     seconds_per_iteration: float | None = None
     postprocess: dict = dataclasses.field(default_factory=dict)  # backends and timings
     name: str | None = None  # a label for tables (jaxuad-compare, reproductions)
+    ceiling: Ceiling | None = None  # None in metrics.json files from before it existed
     # The merged histogram behind the curves; kept in memory only (not in metrics.json).
     histogram: M.CohortHistogram | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -139,6 +157,7 @@ class EvalResult:
                     "normal_voxels": self.normal_voxels,
                 },
                 "at_threshold": {n: dataclasses.asdict(a) for n, a in self.at_threshold.items()},
+                "ceiling": None if self.ceiling is None else dataclasses.asdict(self.ceiling),
                 "subjects": [
                     {
                         "subject": r.subject,
@@ -147,6 +166,8 @@ class EvalResult:
                         "dice": r.dice[self.seg_threshold],
                         "lesion_voxels": r.lesion_voxels,
                         "segmented_voxels": r.segmented_voxels,
+                        "ceiling_dice": r.ceiling_dice,
+                        "ceiling_lesions_kept": r.ceiling_lesions_kept,
                     }
                     for r in self.subjects
                 ],
@@ -170,8 +191,15 @@ class EvalResult:
                     dice={n: r[f"dice_{n}"] for n in names},
                     lesion_voxels=r["lesion_voxels"],
                     segmented_voxels=r["segmented_voxels"],
+                    ceiling_dice=_nan(r.get("ceiling_dice")),
+                    ceiling_lesions_kept=r.get("ceiling_lesions_kept", 0),
                 )
                 for r in d["subjects"]
+            ),
+            ceiling=(
+                Ceiling(**{k: _nan(v) for k, v in d["ceiling"].items()})
+                if d.get("ceiling")
+                else None
             ),
             seg_threshold=d["seg_threshold"],
             **{k: s[k] for k in _SUMMARY_FIELDS},
@@ -218,6 +246,10 @@ _INFO_FIELDS = (
     "seconds_per_iteration",
     "name",
 )
+
+
+def _nan(v):
+    return _NAN if v is None else v
 
 
 def _nan_to_none(obj):
@@ -290,24 +322,35 @@ class Scorer:
         self.counts = {n: _Counts() for n in self.names}
         self.rows: list[SubjectScores] = []
         self.segment_seconds = 0.0
+        self.ceiling = _Counts()
 
-    def segment(self, filtered: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+    def segment(self, filtered: list[np.ndarray], voxel_sizes=None) -> dict[str, list[np.ndarray]]:
         """Segmentations of post-processed residuals at every threshold (by name); adds the
         time taken at ``seg_threshold`` to ``segment_seconds``."""
         segs = {}
         for n in self.names:
             t0 = time.perf_counter()
-            segs[n] = self.post.segment_many(filtered, self.values[n])
+            segs[n] = self.post.segment_many(filtered, self.values[n], voxel_sizes)
             if n == self.cfg.seg_threshold:
                 self.segment_seconds += time.perf_counter() - t0
         return segs
 
-    def add(self, subject: str, filtered, segs: dict, brainmask, lesion) -> SubjectScores:
+    def add(
+        self, subject: str, filtered, segs: dict, brainmask, lesion, voxel_size=None
+    ) -> SubjectScores:
         """Adds one subject: its post-processed residual [X, Y, Z], its segmentation at each
         threshold, its brain mask and lesion mask (None: no mask, scored as lesion-free but
-        left out of the mean Dice)."""
+        left out of the mean Dice), and its voxel size in mm (for the ceiling's
+        post-processing; needed with ``evaluate.units="mm"``)."""
         brain = np.asarray(brainmask, bool)
         truth = np.zeros_like(brain) if lesion is None else np.asarray(lesion, bool) & brain
+        ceiling_dice, kept = _NAN, 0
+        if lesion is not None:  # a perfect residual through the same post-processing
+            perfect = self.post.filter(truth.astype(np.float32), brain, brain, voxel_size)
+            seg = self.post.segment(perfect, 0.5, voxel_size)
+            hits = self.post.components_hit(truth, seg)
+            self.ceiling.add(seg, truth, brain, hits, True)
+            ceiling_dice, kept = M.dice(seg & brain, truth), hits[0]
         self.hist.add(M.histogram(filtered, truth, brain))
         dice = {}
         for n in self.names:
@@ -321,6 +364,8 @@ class Scorer:
             dice=dice,
             lesion_voxels=int(truth.sum()),
             segmented_voxels=int(np.sum(segs[self.cfg.seg_threshold])),
+            ceiling_dice=ceiling_dice,
+            ceiling_lesions_kept=kept,
         )
         self.rows.append(row)
         return row
@@ -347,6 +392,12 @@ class Scorer:
             thresholds=json.loads(json.dumps(self.fitted)),
             settings=json.loads(json.dumps(settings(self.cfg))),
             histogram=self.hist,
+            ceiling=Ceiling(
+                dice_mean=float(np.mean(self.ceiling.dice)) if self.ceiling.dice else _NAN,
+                dice_std=float(np.std(self.ceiling.dice)) if self.ceiling.dice else _NAN,
+                lesions=self.ceiling.components,
+                lesions_kept=self.ceiling.hit,
+            ),
             **info,
         )
 
@@ -359,6 +410,7 @@ def score(
     cfg: EvaluateConfig,
     *,
     keeps: Sequence | None = None,
+    voxel_sizes: Sequence | None = None,
     subjects: Sequence[str] | None = None,
     post: Postprocessor | None = None,
 ) -> EvalResult:
@@ -371,6 +423,8 @@ def score(
       thresholds: fitted thresholds (:func:`~jaxuad.evaluate.fit_thresholds`).
       cfg: the post-processing settings the thresholds were fitted with.
       keeps: optional [X, Y, Z] bool per volume (the residual priors); None keeps all.
+      voxel_sizes: each volume's voxel edges in mm (``Volume.voxel_size``); needed with
+        ``evaluate.units="mm"`` (the default), unused with ``"voxels"``.
       subjects: names for the rows (default ``"0"``, ``"1"``, ...).
       post: a :class:`Postprocessor` to reuse.
 
@@ -381,7 +435,8 @@ def score(
       >>> import numpy as np
       >>> from jaxuad.config import EvaluateConfig
       >>> from jaxuad.evaluate import fit_thresholds, score
-      >>> cfg = EvaluateConfig(median_size=1, erosion_iterations=0, min_component_size=1)
+      >>> cfg = EvaluateConfig(units="voxels", median_size=1, erosion_iterations=0,
+      ...                      min_component_size=1)
       >>> rng = np.random.default_rng(0)
       >>> mask = np.ones((16, 16, 16), bool)
       >>> fitted = fit_thresholds([rng.uniform(0, 0.1, mask.shape)], [mask], cfg)
@@ -405,9 +460,11 @@ def score(
         [
             (np.asarray(r, np.float32), m, np.ones_like(m) if k is None else np.asarray(k, bool))
             for r, m, k in zip(residuals, masks, keeps, strict=True)
-        ]
+        ],
+        voxel_sizes,
     )
-    segs = scorer.segment(filtered)
+    segs = scorer.segment(filtered, voxel_sizes)
+    sizes = [None] * len(masks) if voxel_sizes is None else list(voxel_sizes)
     for i, (sid, f, m, les) in enumerate(zip(subjects, filtered, masks, lesions, strict=True)):
-        scorer.add(sid, f, {n: s[i] for n, s in segs.items()}, m, les)
+        scorer.add(sid, f, {n: s[i] for n, s in segs.items()}, m, les, sizes[i])
     return scorer.result()

@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxuad import metrics as M
 from jaxuad.config import EvaluateConfig
-from jaxuad.data import DataError, read_json, read_nifti, read_on_grid
+from jaxuad.data import DataError, read_json, read_nifti, read_on_grid, voxel_size
 from jaxuad.postprocess import Postprocessor, keep_mask
 
 
@@ -35,16 +35,16 @@ def restoration_part(
 
 
 def priors_on(cfg: EvaluateConfig) -> bool:
-    return cfg.positive_only or cfg.hyperintensity_quantile > 0
+    return cfg.residual_sign != "both" or cfg.hyperintensity_quantile > 0
 
 
 def keep_voxels(image, restored, brainmask, cfg: EvaluateConfig, where: str) -> np.ndarray:
     """:func:`keep_mask`, with a clear error when a prior needs a file the folder lacks."""
     if not priors_on(cfg):
         return np.ones(brainmask.shape, bool)
-    if image is None or (cfg.positive_only and restored is None):
+    if image is None or (cfg.residual_sign != "both" and restored is None):
         raise DataError(
-            f"{where}: positive_only / hyperintensity_quantile need "
+            f"{where}: residual_sign / hyperintensity_quantile need "
             "sub-<id>_normalized.nii.gz and sub-<id>_restored.nii.gz (re-run jaxuad-restore)"
         )
     return keep_mask(image, restored, brainmask, cfg)
@@ -56,6 +56,7 @@ def fit_thresholds(
     cfg: EvaluateConfig,
     *,
     keeps=None,
+    voxel_sizes=None,
     post: Postprocessor | None = None,
     source: str = "arrays",
 ) -> dict:
@@ -70,8 +71,10 @@ def fit_thresholds(
       residuals: healthy residual volumes, each [X, Y, Z] (shapes may differ).
       masks: their brain masks, each [X, Y, Z] bool.
       cfg: post-processing and threshold settings.
-      keeps: optional [X, Y, Z] bool per volume, voxels to score (``positive_only`` and
+      keeps: optional [X, Y, Z] bool per volume, voxels to score (``residual_sign`` and
         ``hyperintensity_quantile``); None keeps every brain voxel.
+      voxel_sizes: each volume's voxel edges in mm (``Volume.voxel_size``); needed with
+        ``evaluate.units="mm"`` (the default), unused with ``"voxels"``.
       post: a :class:`Postprocessor` to reuse (its compiled kernels).
       source: what the thresholds were fitted on, stored with them.
 
@@ -84,7 +87,8 @@ def fit_thresholds(
       >>> from jaxuad.config import EvaluateConfig
       >>> rng = np.random.default_rng(0)
       >>> mask = np.zeros((12, 12, 12), bool); mask[2:10, 2:10, 2:10] = True
-      >>> cfg = EvaluateConfig(median_size=1, erosion_iterations=0, fpr_levels=(5.0,))
+      >>> cfg = EvaluateConfig(units="voxels", median_size=1, erosion_iterations=0,
+      ...                      fpr_levels=(5.0,))
       >>> fitted = fit_thresholds([rng.uniform(size=mask.shape)], [mask], cfg)
       >>> t = fitted["thresholds"]  # 512 uniform residuals: percentiles near their level
       >>> round(t["percentile"]["value"], 2), round(t["fpr5"]["value"], 2)
@@ -101,10 +105,11 @@ def fit_thresholds(
         (np.asarray(r, np.float32), m, np.ones_like(m) if k is None else np.asarray(k, bool))
         for r, m, k in zip(residuals, masks, keeps, strict=True)
     ]
-    filtered = post.filter_many(items)
+    sizes = [None] * len(items) if voxel_sizes is None else list(voxel_sizes)
+    filtered = post.filter_many(items, None if voxel_sizes is None else sizes)
     # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
     values = np.concatenate(
-        [f[post.eroded(m)] for f, (_, m, _) in zip(filtered, items, strict=True)]
+        [f[post.eroded(m, v)] for f, (_, m, _), v in zip(filtered, items, sizes, strict=True)]
     )
     fitted = {
         "percentile": {
@@ -141,9 +146,10 @@ def fit_thresholds_on_folder(
             f"{healthy}: no sub-<id>_residual.nii.gz files (run jaxuad-restore "
             "on healthy scans first)"
         )
-    residuals, masks, keeps = [], [], []
+    residuals, masks, keeps, sizes = [], [], [], []
     for f in files:
         residual, affine, _ = read_nifti(f)
+        sizes.append(voxel_size(affine))
         subject = f.name[len("sub-") : -len("_residual.nii.gz")]
 
         part = functools.partial(
@@ -163,7 +169,13 @@ def fit_thresholds_on_folder(
         masks.append(mask)
         keeps.append(keep_voxels(image, restored, mask, cfg, f"{healthy}: sub-{subject}"))
     return fit_thresholds(
-        residuals, masks, cfg, keeps=keeps, post=post, source=str(healthy.absolute())
+        residuals,
+        masks,
+        cfg,
+        keeps=keeps,
+        voxel_sizes=sizes,
+        post=post,
+        source=str(healthy.absolute()),
     )
 
 
@@ -171,13 +183,15 @@ def settings(cfg: EvaluateConfig) -> dict:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
-_POSTPROCESS_KEYS = (
-    "median_size",
-    "erosion_iterations",
-    "positive_only",
-    "hyperintensity_quantile",
-    "percentile",
-)
+def _fitting_settings(st: dict) -> dict:
+    """The settings a threshold's meaning depends on (what reaches the filtered values it is
+    fitted on), from a thresholds.json ``settings`` dict; files from before units and
+    residual_sign read as voxel units and positive_only."""
+    units = st.get("units", "voxels")
+    sizes = ("median_mm", "erosion_mm") if units == "mm" else ("median_size", "erosion_iterations")
+    sign = st.get("residual_sign") or ("positive" if st.get("positive_only") else "both")
+    keep = ("hyperintensity_quantile", "percentile")
+    return {"units": units, "residual_sign": sign, **{k: st.get(k) for k in (*sizes, *keep)}}
 
 
 def load_thresholds(path, cfg: EvaluateConfig) -> dict:
@@ -194,9 +208,9 @@ def load_thresholds(path, cfg: EvaluateConfig) -> dict:
                 "folder's thresholds.json instead"
             )
         saved = next(iter(saved.values()))
-    stored = {k: v for k, v in saved.get("settings", {}).items() if k in _POSTPROCESS_KEYS}
-    wanted = {k: v for k, v in settings(cfg).items() if k in _POSTPROCESS_KEYS}
-    if json.loads(json.dumps(wanted)) != stored:
+    stored = _fitting_settings(saved.get("settings", {}))
+    wanted = _fitting_settings(json.loads(json.dumps(settings(cfg))))
+    if wanted != stored:
         raise DataError(
             f"{path}: thresholds were fitted with post-processing {stored}, "
             f"but this evaluation uses {wanted}"

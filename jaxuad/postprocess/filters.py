@@ -23,28 +23,30 @@ from jax import lax
 from jaxuad.postprocess.bits import from_sortable_keys, sortable_keys
 
 
-def _windows(padded: jax.Array, shape: tuple[int, int, int], size: int):
-    """The size**3 shifted views of ``padded`` that line up with an output of ``shape``."""
-    for i in range(size):
-        for j in range(size):
-            for k in range(size):
+def _windows(padded: jax.Array, shape: tuple[int, int, int], size: tuple[int, int, int]):
+    """The prod(size) shifted views of ``padded`` that line up with an output of ``shape``."""
+    for i in range(size[0]):
+        for j in range(size[1]):
+            for k in range(size[2]):
                 yield lax.slice(padded, (i, j, k), (i + shape[0], j + shape[1], k + shape[2]))
 
 
-def median_filter(x: jax.Array, size: int = 5) -> jax.Array:
-    """``scipy.ndimage.median_filter(x, size, mode="reflect")`` for a float [X, Y, Z] volume.
+def median_filter(x: jax.Array, size: int | tuple[int, int, int] = 5) -> jax.Array:
+    """``scipy.ndimage.median_filter(x, size, mode="reflect")`` for a float [X, Y, Z] volume;
+    ``size`` is the window edge, or one per axis (odd; 0 and 1 leave an axis unfiltered).
 
-    The median of n = size**3 values is the one of rank n // 2 (n is odd). Its key is
+    The median of n = prod(size) values is the one of rank n // 2 (n is odd). Its key is
     built bit by bit, from the top: a bit is set when fewer than rank + 1 neighbours have
     keys below the candidate with that bit set.
     """
-    if size <= 1:
-        return x.astype(jnp.float32)
-    if size % 2 == 0:
+    size = tuple(max(int(k), 1) for k in (size if isinstance(size, tuple) else (size,) * 3))
+    if len(size) != 3 or any(k % 2 == 0 for k in size):
         raise ValueError(f"median size must be odd, got {size}")
-    half, rank = size // 2, size**3 // 2
+    if max(size) == 1:
+        return x.astype(jnp.float32)
+    rank = (size[0] * size[1] * size[2]) // 2
     keys = sortable_keys(x)
-    padded = jnp.pad(keys, half, mode="symmetric")
+    padded = jnp.pad(keys, [(k // 2, k // 2) for k in size], mode="symmetric")
 
     def bit(i, prefix):
         candidate = prefix | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))

@@ -22,10 +22,12 @@ def structure(connectivity: int) -> np.ndarray:
     return ndimage.generate_binary_structure(3, 1 if connectivity == 6 else 3)
 
 
-def median_filter(x: np.ndarray, size: int = 5) -> np.ndarray:
-    """The size**3 median filter (identity for sizes 0 and 1), as float32."""
+def median_filter(x: np.ndarray, size: int | tuple[int, int, int] = 5) -> np.ndarray:
+    """The median filter over a size**3 window, or one of ``size`` per axis (identity for
+    sizes 0 and 1), as float32."""
     x = np.asarray(x, np.float32)
-    return ndimage.median_filter(x, size=size, mode="reflect") if size > 1 else x
+    size = tuple(max(int(k), 1) for k in np.broadcast_to(size, (3,)))
+    return ndimage.median_filter(x, size=size, mode="reflect") if max(size) > 1 else x
 
 
 def binary_erosion(mask: np.ndarray, iterations: int) -> np.ndarray:

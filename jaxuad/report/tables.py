@@ -17,17 +17,24 @@ def run_name(m: EvalResult) -> str:
     return m.name or m.model or "?"
 
 
+def ceiling_dice(m: EvalResult) -> str:
+    """The post-processing's ceiling Dice (μ ± σ), or n/a."""
+    c = m.ceiling
+    return "n/a" if c is None else f"{fmt(c.dice_mean, '.3f')} ± {fmt(c.dice_std, '.3f')}"
+
+
 def baur_table(results: list[EvalResult]) -> list[str]:
-    """Baur et al. 2018, Table 1 layout: model, z, Dice mean ± std, reconstruction time."""
+    """Baur et al. 2018, Table 1 layout: model, z, Dice mean ± std, reconstruction time; and
+    the ceiling the post-processing allows (the lesion masks post-processed)."""
     lines = [
-        "| model | z | Dice (μ ± σ) | threshold | reconstruction [s/slice] |",
-        "|---|---|---|---|---|",
+        "| model | z | Dice (μ ± σ) | threshold | ceiling Dice | reconstruction [s/slice] |",
+        "|---|---|---|---|---|---|",
     ]
     for m in results:
         lines.append(
             f"| {run_name(m)} | {m.latent or 'n/a'} | "
             f"{fmt(m.dice_mean)} ± {fmt(m.dice_std)} | {m.seg_threshold} | "
-            f"{fmt(m.seconds_per_slice, '.5f')} |"
+            f"{ceiling_dice(m)} | {fmt(m.seconds_per_slice, '.5f')} |"
         )
     return lines
 
@@ -38,8 +45,8 @@ def chen_table(results: list[EvalResult]) -> list[str]:
     levels = results[0].settings["fpr_levels"] if results else EvaluateConfig().fpr_levels
     head = " | ".join(f"Dice @{x:g}% FPR" for x in levels)
     lines = [
-        f"| method | prior | {head} | AUC | s/iter |",
-        "|---|---|" + "---|" * len(levels) + "---|---|",
+        f"| method | prior | {head} | AUC | AUPRC | ceiling Dice | s/iter |",
+        "|---|---|" + "---|" * len(levels) + "---|---|---|---|",
     ]
     for m in results:
         at = m.at_threshold
@@ -50,19 +57,38 @@ def chen_table(results: list[EvalResult]) -> list[str]:
         if m.model:
             method = f"{m.model} {method}"
         lines.append(
-            f"| {method} | {m.prior or '-'} | {dice} | {fmt(m.auroc)} | "
-            f"{fmt(m.seconds_per_iteration, '.4f')} |"
+            f"| {method} | {m.prior or '-'} | {dice} | {fmt(m.auroc)} | {fmt(m.auprc)} | "
+            f"{ceiling_dice(m)} | {fmt(m.seconds_per_iteration, '.4f')} |"
         )
     return lines
+
+
+def sizes(st: dict) -> str:
+    """The post-processing's sizes as the settings give them."""
+    if st.get("units", "voxels") == "mm":
+        return (
+            f"median {st['median_mm']:g} mm, brain mask eroded {st['erosion_mm']:g} mm, "
+            f"components < {st['min_component_mm3']:g} mm³ removed (converted per scan from "
+            "its voxel size)"
+        )
+    return (
+        f"median {st['median_size']}^3 voxels, brain mask eroded {st['erosion_iterations']}x, "
+        f"components < {st['min_component_size']} voxels removed"
+    )
 
 
 def markdown(m: EvalResult) -> str:
     """``report.md`` of one evaluation."""
     st, pp, th = m.settings, m.postprocess, m.thresholds
+    sign = st.get("residual_sign", "positive" if st.get("positive_only") else "both")
     priors = [
         n
         for n, on in (
-            ("positive residuals only", st["positive_only"]),
+            (
+                f"{sign} residuals only (the scan {'brighter' if sign == 'positive' else 'darker'} "
+                "than its restoration)",
+                sign != "both",
+            ),
             (
                 f"hyperintensity prior (input >= its {st['hyperintensity_quantile']:g} quantile)",
                 st["hyperintensity_quantile"] > 0,
@@ -73,9 +99,8 @@ def markdown(m: EvalResult) -> str:
     lines = [
         f"# jaxuad evaluation: {m.pred}",
         "",
-        f"Post-processing: median {st['median_size']}^3, brain mask eroded "
-        f"{st['erosion_iterations']}x, components < {st['min_component_size']} voxels removed "
-        f"({st['connectivity']}-connectivity); residual priors: {', '.join(priors)}. "
+        f"Post-processing: {sizes(st)}, {st['connectivity']}-connectivity; residual priors: "
+        f"{', '.join(priors)}. "
         f"Thresholds fitted on {th['n_voxels']} healthy brain voxels of {th['n_subjects']} "
         f"subjects from `{th['source']}`. Segmentations written at `{m.seg_threshold}`.",
         "",
@@ -110,6 +135,14 @@ def markdown(m: EvalResult) -> str:
         f"{fmt(m.oracle_dice)}.",
         "",
     ]
+    if m.ceiling is not None:
+        c = m.ceiling
+        lines += [
+            f"**Ceiling** of the post-processing (each lesion mask post-processed as a residual "
+            f"would be, thresholded at 0.5): Dice {ceiling_dice(m)}, {c.lesions_kept} of "
+            f"{c.lesions} lesions kept. No model can do better through this post-processing.",
+            "",
+        ]
     if pp:
         lines += [
             f"Time: restoration {fmt(m.seconds_per_slice, '.5f')} s/slice; "
@@ -127,12 +160,15 @@ def markdown(m: EvalResult) -> str:
         "",
         "| subject | "
         + " | ".join(f"Dice {n}" for n in m.at_threshold)
-        + " | lesion voxels | segmented voxels |",
-        "|---|" + "---|" * (len(m.at_threshold) + 2),
+        + " | ceiling Dice | lesion voxels | segmented voxels |",
+        "|---|" + "---|" * (len(m.at_threshold) + 3),
     ]
     for row in m.subjects:
         dices = " | ".join(fmt(row.dice[n]) for n in m.at_threshold)
-        lines.append(f"| {row.subject} | {dices} | {row.lesion_voxels} | {row.segmented_voxels} |")
+        lines.append(
+            f"| {row.subject} | {dices} | {fmt(row.ceiling_dice)} | {row.lesion_voxels} | "
+            f"{row.segmented_voxels} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from jaxuad.reproduce.protocols import CHEN_ROWS, Row, row_key
+from jaxuad.reproduce.protocols import BASELINE_ROWS, CHEN_ROWS, Row, row_key
 
 if TYPE_CHECKING:
     from jaxuad.evaluate import EvalResult
@@ -48,7 +48,7 @@ def claims(paper: str, rows: list[tuple[Row, EvalResult]]) -> list[str]:
             [(a + rec, b + rec) for a, b in adversarial],
             ("percentile",),
         )
-        return lines
+        return lines + against_baselines(by, "percentile")
     low = ("fpr0.1", "fpr0.5", "fpr1")
     priors = ("tv", "l1")
     claim(
@@ -66,4 +66,30 @@ def claims(paper: str, rows: list[tuple[Row, EvalResult]]) -> list[str]:
         [(row_key(r), row_key(r)[:-2] + "l1") for r in CHEN_ROWS if r.prior == "tv"],
         ("fpr0.1", "fpr1"),
     )
-    return lines
+    return lines + against_baselines(by, "fpr1")
+
+
+def against_baselines(by: dict[str, EvalResult], threshold: str) -> list[str]:
+    """The best model row (by AUROC) against each voxel-wise baseline: AUROC, AUPRC and
+    Dice at ``threshold``, with the differences."""
+    baselines = {row_key(r) for r in BASELINE_ROWS}
+    models = {k: m for k, m in by.items() if k not in baselines}
+    if not models:
+        return ["- best model against the baselines: not measured (no model row)"]
+    best = max(models, key=lambda k: models[k].auroc)
+    b = models[best]
+    lines = []
+    for key in sorted(baselines & set(by)):
+        m = by[key]
+        figures = [
+            ("AUROC", b.auroc, m.auroc),
+            ("AUPRC", b.auprc, m.auprc),
+            (f"Dice at {threshold}", _dice(b, threshold), _dice(m, threshold)),
+        ]
+        beats = all(x > y for _, x, y in figures)
+        detail = "; ".join(f"{n} {x:.3f} vs {y:.3f} ({x - y:+.3f})" for n, x, y in figures)
+        lines.append(
+            f"- best model ({best}) beats the {key} baseline: "
+            f"**{'yes' if beats else 'no'}** ({detail})"
+        )
+    return lines or ["- best model against the baselines: not measured (no baseline row)"]

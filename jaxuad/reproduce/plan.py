@@ -133,7 +133,7 @@ class Reproduction:
 
     def _restore_overrides(self, method: str) -> list[str]:
         b = self.budget
-        if method == "reconstruction":
+        if method in ("reconstruction", "intensity", "atlas"):
             return []
         values = {"anogan_steps": b.anogan_steps}
         if method != "anogan":
@@ -147,6 +147,14 @@ class Reproduction:
             }
         sets = [f"restore.{k}={v}" for k, v in values.items() if v is not None]
         return [a for s in sets for a in ("--set", s)]
+
+    def _evaluate_overrides(self, row: Row) -> list[str]:
+        """The intensity baseline scores the intensity itself: its negative on T1, where MS
+        lesions are hypointense, the intensity on FLAIR and T2 (hyperintense lesions)."""
+        if row.method != "intensity":
+            return []
+        sign = "negative" if self.contrast == "T1w" else "positive"
+        return ["--set", f"evaluate.residual_sign={sign}"]
 
     def data_steps(self) -> list[Step]:
         """Generating the phantom (nothing for real scans or a given ``phantom``)."""
@@ -178,7 +186,7 @@ class Reproduction:
         mod = ["--modality", self.contrast]
         steps = []
         rows = self.rows()
-        for run in dict.fromkeys(r.run for r in rows):
+        for run in dict.fromkeys(r.run for r in rows if r.run != "intensity"):
             model, variant = runs[run]
             variant = (
                 f"{variant}-smoke" if variant and self.budget.variant == "smoke" else variant
@@ -203,11 +211,12 @@ class Reproduction:
                     )
                 )  # fmt: skip
             preds = {}
+            run_dir = () if row.run == "intensity" else ("--workdir", str(wd))
             for part, data in (("healthy", held_csv), ("test", test)):
                 preds[part] = self.work / "pred" / key / part
                 steps.append(
                     Step(
-                        ("jaxuad-restore", "--workdir", str(wd), "--data", str(data), *mod,
+                        ("jaxuad-restore", *run_dir, "--data", str(data), *mod,
                          "--out", str(preds[part]), "--overwrite", *method, *sets,
                          *self._quiet),
                         done(f"restore-{key}-{part}"),
@@ -218,7 +227,8 @@ class Reproduction:
                 Step(
                     ("jaxuad-evaluate", "--pred", str(preds["test"]), "--data", str(test),
                      *mod, "--healthy", str(preds["healthy"]), "--out",
-                     str(self.work / "eval" / key), *self._quiet),
+                     str(self.work / "eval" / key), *self._evaluate_overrides(row),
+                     *self._quiet),
                     done(f"evaluate-{key}"),
                     tags=(row.run, key),
                 )

@@ -112,7 +112,14 @@ BAUR_RUNS = {
     "svae": ("svae", None),
     "anovaegan": ("anovaegan", None),
     "anogan": ("anogan", None),
+    "atlas": ("atlas", None),
 }
+# Every table ends with the voxel-wise baselines, so each claim is read against them
+# (intensity needs no training run; the atlas is "trained" by jaxuad-train --model atlas).
+BASELINE_ROWS = [
+    Row("intensity (baseline)", "intensity", "intensity"),
+    Row("voxel-wise atlas (baseline)", "atlas", "atlas"),
+]
 BAUR_ROWS = [
     Row("dAE", "dae"),
     Row("sAE (8x8 bottleneck)", "sae1"),
@@ -122,8 +129,14 @@ BAUR_ROWS = [
     Row("sVAE", "svae"),
     Row("AnoVAEGAN", "anovaegan"),
     Row("AnoGAN", "anogan", "anogan"),
+    *BASELINE_ROWS,
 ]
-CHEN_RUNS = {"vae_chen": ("vae_chen", None), "aae": ("aae", None), "gmvae": ("gmvae", None)}
+CHEN_RUNS = {
+    "vae_chen": ("vae_chen", None),
+    "aae": ("aae", None),
+    "gmvae": ("gmvae", None),
+    "atlas": ("atlas", None),
+}
 CHEN_ROWS = [
     Row("VAE (reconstruction)", "vae_chen"),
     Row("AAE (reconstruction)", "aae"),
@@ -138,8 +151,9 @@ CHEN_ROWS = [
             ("AAE-LG", "aae", "lg_neural"),
         )
     ],
+    *BASELINE_ROWS,
 ]
 
 
 def row_key(row: Row) -> str:
-    return "-".join(p for p in (row.run, row.method, row.prior) if p)
+    return "-".join(dict.fromkeys(p for p in (row.run, row.method, row.prior) if p))

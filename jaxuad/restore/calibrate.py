@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import ConfigError
+from jaxuad.config import BASELINE_METHODS, ConfigError
 from jaxuad.data import iter_volumes, pad_rows, slice_volume, stack_images, write_json
 from jaxuad.restore.cohort import make_restorer, prepare
 from jaxuad.restore.ssim import ssim
@@ -58,7 +58,7 @@ def calibrate(
     ``<workdir>/ssim_lambda_<method>_<prior>.png``). On several ``devices`` the
     grid is split over them (padded with copies of its last value): every lambda sees the
     same slices and keys as on one device. ``options`` as for :func:`restore_cohort`."""
-    if method in ("reconstruction", "anogan"):
+    if method in ("reconstruction", "anogan", *BASELINE_METHODS):
         raise ConfigError(f"{method} has no lambda to calibrate")
     config, dc, graphdef, params = prepare(workdir, method, **options)
     rc = config.restore

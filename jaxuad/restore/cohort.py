@@ -33,7 +33,13 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import RESTORE_METHODS, Config, ConfigError, RestoreConfig
+from jaxuad.config import (
+    BASELINE_METHODS,
+    RESTORE_METHODS,
+    Config,
+    ConfigError,
+    RestoreConfig,
+)
 from jaxuad.data import (
     iter_volumes,
     pad_rows,
@@ -147,6 +153,90 @@ def _stale_outputs(out: Path, overwrite: bool) -> list[Path]:
     return [p for p in present if p.is_file() and ours.fullmatch(p.name)]
 
 
+def _write_cohort(out: Path, stale: list[Path], volumes, restore_one, method: str, progress):
+    """Writes every subject's outputs, ``restore_one(vol) -> (restored, residual,
+    normalised)`` each [X, Y, Z]; a failure or Ctrl-C halfway removes what was written, so
+    no partial cohort is left. Only process 0 writes. Returns the subjects' ids."""
+    primary = distributed.is_primary()
+    created = not out.exists()
+    if primary:
+        for path in stale:
+            path.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    subjects = []
+    bar = tqdm(
+        volumes, desc=f"restore ({method})", unit="subject", disable=not (progress and primary)
+    )
+    try:
+        for vol in bar:
+            restored, residual, x = restore_one(vol)
+            if primary:
+                for array, part in ((restored, "restored"), (residual, "residual"),
+                                    (vol.brainmask, "brainmask"), (x, "normalized")):  # fmt: skip
+                    path = out / f"sub-{vol.subject}_{part}.nii.gz"
+                    write_nifti_like(array, vol, path)
+                    written.append(path)
+            subjects.append(vol.subject)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if primary and created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return subjects
+
+
+def _restore_baseline(workdir, data, out: Path, method: str, stale, progress, modality=None,
+                      **_) -> dict:  # fmt: skip
+    """The voxel-wise baselines (:mod:`jaxuad.restore.baselines`): ``intensity`` with the
+    data settings of ``workdir`` (any run; the defaults without one), ``atlas`` with the
+    atlas run in ``workdir``."""
+    from jaxuad.config import load_json
+    from jaxuad.data.preprocess import preprocess
+    from jaxuad.restore import baselines
+    from jaxuad.train.atlas import load_atlas
+
+    if method == "atlas":
+        if workdir is None:
+            raise ConfigError("--method atlas needs --workdir, a run of jaxuad-train --model atlas")
+        config, atlas = load_atlas(workdir)
+    elif workdir is not None:
+        if not (Path(workdir) / "config.json").is_file():
+            raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
+        config = load_json(Path(workdir) / "config.json")
+    else:
+        config = Config()
+    dc = config.data if modality is None else dataclasses.replace(config.data, modality=modality)
+    volumes = list(iter_volumes(data, dc.modality))
+    if method == "atlas":
+        for vol in volumes:  # every grid checked before anything is written
+            atlas.check_grid(vol)
+
+    def restore_one(vol):
+        x = preprocess(vol, dc)
+        if method == "atlas":
+            return (*baselines.atlas(x, vol.brainmask, atlas), x)
+        return (*baselines.intensity(x, vol.brainmask), x)
+
+    t0 = time.perf_counter()
+    subjects = _write_cohort(out, stale, volumes, restore_one, method, progress)
+    summary = {
+        "method": method,
+        "run": None if workdir is None else str(Path(workdir).absolute()),
+        "data": str(data),
+        "modality": dc.modality,
+        "model": method,
+        "latent": None,
+        "normalization": dc.normalization,
+        "subjects": subjects,
+        "seconds_per_subject": (time.perf_counter() - t0) / max(len(subjects), 1),
+    }
+    if distributed.is_primary():
+        write_json(summary, out / "restore.json")
+    return summary
+
+
 def restore_cohort(
     workdir,
     data,
@@ -174,6 +264,8 @@ def restore_cohort(
     """
     out = Path(out)
     stale = _stale_outputs(out, overwrite)
+    if method in BASELINE_METHODS:
+        return _restore_baseline(workdir, data, out, method, stale, progress, **options)
     config, dc, graphdef, params = prepare(workdir, method, **options)
     bs = config.restore.batch_size
     mesh = distributed.make_mesh(devices)
@@ -199,47 +291,21 @@ def restore_cohort(
         jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
     ).compile()
     compile_s = time.perf_counter() - t0
-    primary = distributed.is_primary()
-    created = not out.exists()
-    if primary:
-        for path in stale:
-            path.unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    timing = {"run_s": 0.0, "slices": 0}
 
-    def write(array, vol, part):
-        path = out / f"sub-{vol.subject}_{part}.nii.gz"
-        write_nifti_like(array, vol, path)
-        written.append(path)
+    def restore_one(vol):
+        vs = slice_volume(vol, dc)
+        t0 = time.perf_counter()
+        subject_key = jax.random.fold_in(key, len(done))  # the subject's index
+        restored_slices = run_slices(fn, params, vs.images, vs.masks, subject_key, lam, bs, mesh)
+        timing["run_s"] += time.perf_counter() - t0
+        timing["slices"] += len(vs.index)
+        done.append(vol.subject)
+        return (*vs.restored_volume(restored_slices), vs.normalized)
 
-    n_slices, run_s, subjects = 0, 0.0, []
-    bar = tqdm(
-        volumes, desc=f"restore ({method})", unit="subject", disable=not (progress and primary)
-    )
-    try:
-        for vol in bar:
-            vs = slice_volume(vol, dc)
-            t0 = time.perf_counter()
-            subject_key = jax.random.fold_in(key, len(subjects))
-            restored_slices = run_slices(
-                fn, params, vs.images, vs.masks, subject_key, lam, bs, mesh
-            )
-            run_s += time.perf_counter() - t0
-            n_slices += len(vs.index)
-            x = vs.normalized
-            restored, residual = vs.restored_volume(restored_slices)
-            if primary:
-                write(restored, vol, "restored")
-                write(residual, vol, "residual")
-                write(vol.brainmask, vol, "brainmask")
-                write(x, vol, "normalized")
-            subjects.append(vol.subject)
-    except BaseException:  # a failure or Ctrl-C halfway: no partial cohort is left
-        for path in written:
-            path.unlink(missing_ok=True)
-        if primary and created and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    done: list[str] = []
+    subjects = _write_cohort(out, stale, volumes, restore_one, method, progress)
+    n_slices, run_s = timing["slices"], timing["run_s"]
 
     rc = config.restore
     iters = 1 if method == "reconstruction" else iterations(method, rc)
@@ -264,7 +330,7 @@ def restore_cohort(
     if method not in ("reconstruction",):
         summary["restore"] = dataclasses.asdict(rc)
         summary["lam"] = lam
-    if primary:
+    if distributed.is_primary():
         write_json(summary, out / "restore.json")
     return summary
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxuad.config import (
+    BASELINE_METHODS,
     ITERATIVE_METHODS,
     RESTORE_METHODS,
     ConfigError,
@@ -82,6 +83,11 @@ def check_method(method: str, model) -> None:
     :data:`~jaxuad.config.RESTORE_METHODS`, reconstruction included)."""
     if method not in RESTORE_METHODS:
         raise ConfigError(f"unknown method {method!r}; available: {', '.join(RESTORE_METHODS)}")
+    if method in BASELINE_METHODS:
+        raise ConfigError(
+            f"{method} is a voxel-wise baseline without a model: use restore_cohort or "
+            "jaxuad.restore.baselines"
+        )
     if method == "lg_neural" and not getattr(model, "has_variance_net", False):
         raise ConfigError(
             "lg_neural needs a model trained with a variance network "

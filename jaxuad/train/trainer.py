@@ -17,8 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import Config, ConfigError, save_json, to_dict
+from jaxuad.config import BASELINE_MODELS, Config, ConfigError, save_json, to_dict
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
+from jaxuad.data.preprocess import with_fitted_landmarks
+from jaxuad.train.atlas import train_atlas
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
 from jaxuad.train.schemes import phases_for, total_steps
@@ -36,17 +38,21 @@ class TrainResult(NamedTuple):
     workdir: Path
 
 
-def training_images(config: Config) -> np.ndarray:
-    """[N, S, S, 1] training slices: the data folder/manifest, or the phantom's healthy cohort."""
+def training_volumes(config: Config):
+    """The training scans (a generator of Volume): the data folder/manifest, or the
+    phantom's healthy cohort."""
     dc = config.data
     if dc.path is None:
-        vols = (
+        return (
             s.volume(sid, dc.modality)
             for sid, s in phantom.cohort(dc.phantom_n_healthy, dc.phantom_seed)
         )
-    else:
-        vols = iter_volumes(dc.path, dc.modality)
-    return stack_images(slice_volume(v, dc) for v in vols)
+    return iter_volumes(dc.path, dc.modality)
+
+
+def training_images(config: Config) -> np.ndarray:
+    """[N, S, S, 1] training slices of :func:`training_volumes`."""
+    return stack_images(slice_volume(v, config.data) for v in training_volumes(config))
 
 
 def _check_resume_config(stored: Config, config: Config) -> None:
@@ -149,6 +155,20 @@ def train(
     workdir = Path(workdir)
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"{workdir}: exists and is not a folder (--workdir)")
+    if config.data.histogram_match and not config.data.histogram_landmarks:
+        if images is not None:
+            raise ConfigError(
+                "data.histogram_match: pass images=None (train() fits the landmarks on the "
+                "training scans, then loads them matched) or a config with landmarks"
+            )
+        data = with_fitted_landmarks(config.data, training_volumes(config))
+        config = dataclasses.replace(config, data=data)
+    if config.model.name in BASELINE_MODELS:  # the voxel-wise atlas: one pass, no network
+        if not distributed.is_primary():
+            return TrainResult(None, 0, {}, workdir)
+        with _locked(workdir) if workdir.is_dir() else contextlib.nullcontext():
+            atlas = train_atlas(config, workdir, training_volumes(config), progress)
+        return TrainResult(None, 0, {"scans": int(atlas.count.max())}, workdir)
     primary = distributed.is_primary()
     with contextlib.ExitStack() as stack:
         if primary and workdir.is_dir():

@@ -171,7 +171,7 @@ def test_postprocessing_by_volume_equals_one_device():
     ]
     for r, _, _ in vols:
         r[2:7, 2:7, 2:7] += 1.0  # one bright blob each, which survives as a component
-    cfg = EvaluateConfig(components="jax", erosion_iterations=1)
+    cfg = EvaluateConfig(units="voxels", components="jax", erosion_iterations=1)
     one, four = Postprocessor(cfg, devices=1), Postprocessor(cfg, devices=4)
     f1, f4 = one.filter_many(vols), four.filter_many(vols)
     for a, b, v in zip(f1, f4, vols, strict=True):
