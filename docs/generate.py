@@ -1,6 +1,9 @@
 """Writes the generated references docs/cli.md and docs/configs.md from the code itself:
 the argparse parsers of the ``jaxuad-*`` commands and the config dataclasses with their
-comments. Run by ``bin/gen-docs``; tests/test_docs.py fails when the committed files differ.
+comments; and fills the result tables of docs/results.md from the ``table.md`` files the
+reproductions wrote under ``results/`` (each ``<!-- table: PATH -->`` ... ``<!-- end
+table -->`` block). Run by ``bin/gen-docs``; tests/test_docs.py fails when the committed
+files differ.
 """
 
 from __future__ import annotations
@@ -85,8 +88,28 @@ def config_reference() -> str:
     return "".join(parts)
 
 
+TABLE_BLOCK = re.compile(r"(<!-- table: (\S+) -->\n)(.*?)(<!-- end table -->)", re.S)
+
+
+def result_tables(text: str) -> str:
+    """``text`` with each table block holding the table rows of the file it names (a path
+    from the repository root): the reproduction's own output, so the docs cannot drift."""
+
+    def fill(m: re.Match) -> str:
+        source = DOCS.parent / m.group(2)
+        rows = [ln for ln in source.read_text().splitlines() if ln.startswith("|")]
+        return m.group(1) + "\n".join(rows) + "\n" + m.group(4)
+
+    return TABLE_BLOCK.sub(fill, text)
+
+
 def generated() -> dict[Path, str]:
-    return {DOCS / "cli.md": cli_reference(), DOCS / "configs.md": config_reference()}
+    results = DOCS / "results.md"
+    return {
+        DOCS / "cli.md": cli_reference(),
+        DOCS / "configs.md": config_reference(),
+        results: result_tables(results.read_text()),
+    }
 
 
 def main() -> int:

@@ -107,3 +107,9 @@ def test_baseline_errors_are_clear_and_write_nothing(atlas_run, phantom_dir, tmp
          str(tmp_path / "c")], capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 2 and "--workdir is required" in r.stderr
+    r = subprocess.run(
+        [script("jaxuad-restore"), "--method", "intensity", "--data", str(src), "--modality",
+         "FLAIR", "--out", str(tmp_path / "d"), "--no-progress"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "intensity: 2 subjects" in r.stdout and (tmp_path / "d" / "restore.json").is_file()

@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     s = restore_cohort(args.workdir, args.data, args.out, overwrite=args.overwrite, **common)
     if not is_primary():
         return 0
+    if "slices" not in s:  # a voxel-wise baseline
+        print(f"{method}: {len(s['subjects'])} subjects into {args.out}")
+        return 0
     print(
         f"restored {len(s['subjects'])} subjects ({s['slices']} slices, "
         f"{s['seconds_per_slice'] * 1e3:.2f} ms/slice, "
