@@ -294,6 +294,8 @@ class RestoreConfig(_Checked):
     lam_grid: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 3e3, 1e4)
     ssim_target: float = 0.95
     calibrate_slices: int = 64  # healthy slices used (evenly spread over the cohort)
+    ssim_region: str = "brain"  # brain: SSIM averaged over brain tissue | frame: the whole
+    #   padded frame (before issue 27; the background inflates it)
 
     _section = "restore"
 
@@ -301,6 +303,7 @@ class RestoreConfig(_Checked):
         self._one_of("method", RESTORE_METHODS)
         self._one_of("prior", ("tv", "l1"))
         self._at_least(1, "batch_size", "steps", "samples", "anogan_steps", "calibrate_slices")
+        self._one_of("ssim_region", ("brain", "frame"))
         self._positive("learning_rate", "min_variance", "tv_eps", "anogan_learning_rate")
         self._at_least(0, "anogan_feature_weight", "lam_grid")
         if self.lam is not None:

@@ -56,6 +56,18 @@ def test_histogram_matching_maps_landmarks_and_removes_gain_and_offset():
     with pytest.raises(ValueError, match="11 standard landmarks"):
         match_histogram(x, brain, standard[:5])
 
+    # minmax after matching maps the standard 1st-99th percentile range to [0, 1] for every
+    # scan, whatever its extremes (a scan's own max would rescale each one differently).
+    import nibabel as nib
+
+    from jaxuad.data import Volume
+
+    cfg = DataConfig(histogram_match=True, histogram_landmarks=standard)
+    for scan in (x, np.where(brain, x, 0) + 500.0 * (rng.uniform(size=x.shape) < 1e-3) * brain):
+        vol = Volume("s", scan.astype(np.float32), brain, None, np.eye(4), nib.Nifti1Header())
+        got = np.percentile(preprocess(vol, cfg)[brain], [1, 99])
+        np.testing.assert_allclose(got, [0, 1], atol=2e-3)
+
 
 def test_preprocess_needs_fitted_landmarks(phantom_dir):
     vol = next(iter_volumes(phantom_dir / "healthy", "FLAIR"))

@@ -370,6 +370,16 @@ def test_calibrate_then_restore_the_lesion_cohort(chen_run, phantom_dir, tmp_pat
     assert summary["seconds_per_iteration_per_image"] > 0
     assert len(list(out.glob("*_residual.nii.gz"))) == 2
 
+    # The whole padded frame, as calibration averaged before issue 27: the background, equal
+    # in both images, lifts every SSIM.
+    from jaxuad.restore import calibrate
+
+    frame = calibrate(chen_run, phantom_dir / "healthy", method="lg_neural", progress=False,
+                      restore_overrides={"lam_grid": (0.01, 1.0, 100.0), "prior": "tv",
+                                         "ssim_region": "frame"})  # fmt: skip
+    assert frame["ssim_over"] == "frame"
+    assert all(f > b for f, b in zip(frame["ssim"], cal["ssim"], strict=True))
+
 
 def test_restoration_lowers_healthy_residuals_and_keeps_lesions(chen_run, phantom_dir, tmp_path):
     """On the lesion phantom, LG restoration (X0 = Y, pulled towards the model's healthy

@@ -20,10 +20,14 @@ def background_value(normalization: str) -> float:
     return ZSCORE_BACKGROUND if normalization == "zscore" else 0.0
 
 
-def normalize(image: np.ndarray, brainmask: np.ndarray, method: str) -> np.ndarray:
+def normalize(
+    image: np.ndarray, brainmask: np.ndarray, method: str, value_range=None
+) -> np.ndarray:
     """Normalises intensities inside the brain mask.
 
-    * ``minmax`` (Baur et al. 2018): ``(x - min) / (max - min)`` over brain voxels, 0 outside.
+    * ``minmax`` (Baur et al. 2018): ``(x - min) / (max - min)`` over brain voxels, 0 outside;
+      with ``value_range`` = (lo, hi), ``(x - lo) / (hi - lo)`` instead (a histogram-matched
+      scan's standard scale: its extremes, unlike its landmarks, differ between scans).
     * ``zscore`` (Chen et al. 2019): zero mean, unit variance over brain voxels, -3.5 outside.
     """
     # float64: a scan with huge finite intensities (scaled by 1e30, or near float32's
@@ -31,7 +35,7 @@ def normalize(image: np.ndarray, brainmask: np.ndarray, method: str) -> np.ndarr
     x = image.astype(np.float64)
     brain = x[brainmask]
     if method == "minmax":
-        lo, hi = brain.min(), brain.max()
+        lo, hi = value_range if value_range is not None else (brain.min(), brain.max())
         out = (x - lo) / max(hi - lo, 1e-8)
     elif method == "zscore":
         out = (x - brain.mean()) / max(brain.std(), 1e-8)
@@ -43,7 +47,8 @@ def normalize(image: np.ndarray, brainmask: np.ndarray, method: str) -> np.ndarr
 def preprocess(volume: Volume, cfg: DataConfig) -> np.ndarray:
     """The scan as a model sees it, [X, Y, Z] float32: denoised by ``cfg.curvature_flow``
     steps of curvature flow, matched to ``cfg.histogram_landmarks`` (when
-    ``cfg.histogram_match``), then normalised (:func:`normalize`)."""
+    ``cfg.histogram_match``), then normalised (:func:`normalize`; ``minmax`` after matching
+    maps the standard 1st-99th percentile range to [0, 1], the same for every scan)."""
     x = volume.image
     if cfg.curvature_flow:
         x = np.asarray(
@@ -56,6 +61,8 @@ def preprocess(volume: Volume, cfg: DataConfig) -> np.ndarray:
                 "them on the training scans and stores them in the run"
             )
         x = match_histogram(x, volume.brainmask, cfg.histogram_landmarks)
+        standard = (cfg.histogram_landmarks[0], cfg.histogram_landmarks[-1])
+        return normalize(x, volume.brainmask, cfg.normalization, standard)
     return normalize(x, volume.brainmask, cfg.normalization)
 
 

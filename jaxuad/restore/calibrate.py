@@ -98,7 +98,8 @@ def calibrate(
         x = distributed.to_host(x)[: len(grid), : len(y)]  # [G, n, S, S, 1]
         dr = np.broadcast_to(np.maximum(data_range[i : i + chunk], 1e-6), (len(grid), len(y)))
         flat_dr = jnp.asarray(dr.reshape(-1))
-        s = ssim(_flat(x, x.shape), _flat(y, x.shape), flat_dr, mask=_flat(m > 0.5, x.shape))
+        region = _flat(m > 0.5, x.shape) if rc.ssim_region == "brain" else None
+        s = ssim(_flat(x, x.shape), _flat(y, x.shape), flat_dr, mask=region)
         scores.append(np.asarray(s).reshape(len(grid), len(y)))
     scores = np.concatenate(scores, axis=1)  # [G, slices]; NaN: no brain in the window area
     if np.isnan(scores[0]).all():
@@ -112,7 +113,7 @@ def calibrate(
         "grid": grid.tolist(),
         "ssim": mean_ssim.tolist(),
         "ssim_target": rc.ssim_target,
-        "ssim_over": "brain",  # window centres inside the brain mask
+        "ssim_over": rc.ssim_region,  # brain: window centres inside the brain mask
         "slices": int(np.sum(~np.isnan(scores[0]))),
         "data": str(data),
         "seconds": time.perf_counter() - t0,
