@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = out / "commands.sh"
     commands.write_text(f"# jaxuad ablation on real scans, commit {git_commit()}\n")
 
-    def sh(*argv: str) -> None:
+    def sh(*argv: str, done: bool = False) -> None:
         with commands.open("a") as f:
-            f.write(shlex.join(argv) + "\n")
+            f.write(("# output present, not rerun: " if done else "") + shlex.join(argv) + "\n")
+        if done:
+            return
         t0 = time.perf_counter()
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode:
@@ -142,19 +144,19 @@ def main(argv: list[str] | None = None) -> int:
                     ("test", test),
                 ):
                     dst = restored[key] / part
-                    if not (dst / "restore.json").is_file():
-                        sh(
-                            cmd("jaxuad-restore"),
-                            *restore_argv,
-                            "--data",
-                            str(data),
-                            "--modality",
-                            "T1w",
-                            "--out",
-                            str(dst),
-                            "--overwrite",
-                            quiet,
-                        )
+                    sh(
+                        cmd("jaxuad-restore"),
+                        *restore_argv,
+                        "--data",
+                        str(data),
+                        "--modality",
+                        "T1w",
+                        "--out",
+                        str(dst),
+                        "--overwrite",
+                        quiet,
+                        done=(dst / "restore.json").is_file(),
+                    )
             pred = restored[key]
             overrides = [a for s in sets for a in ("--set", s)]
             ev = work / "eval" / f"{row}-{variant}"
