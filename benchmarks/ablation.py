@@ -52,7 +52,15 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=WORKDIR[:METHOD]",
-        help="also a trained run (restored with METHOD, default reconstruction)",
+        help="also a trained run (restored with METHOD, default reconstruction; an iterative "
+        "METHOD needs the run's calibrated lambda, jaxuad-restore --calibrate)",
+    )
+    p.add_argument(
+        "--restore-set",
+        action="append",
+        default=[],
+        metavar="restore.KEY=VALUE",
+        help="a restore setting for the --run rows (e.g. restore.steps=50); repeatable",
     )
     args = p.parse_args(argv)
     out = args.out or default_results() / "ablation-real"
@@ -127,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         wd, _, method = rest.partition(":")
         for variant, sets in VARIANTS.items():
             rows.setdefault(name, {})[variant] = (
-                ["--method", method or "reconstruction", "--workdir", wd],
+                ["--method", method or "reconstruction", "--workdir", wd]
+                + [a for kv in args.restore_set for a in ("--set", kv)],
                 sets,
             )
 
