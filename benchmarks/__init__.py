@@ -11,6 +11,15 @@ import time
 from pathlib import Path
 
 
+def default_out() -> str:
+    """``results/<date>-<commit>/bench``: benchmark figures are kept in git beside the
+    commit that measured them, so docs/benchmarks.md takes its tables from them
+    (``<!-- table: PATH -->`` blocks filled by bin/gen-docs)."""
+    from jaxuad.reproduce.runner import default_results
+
+    return str(default_results() / "bench")
+
+
 def write_results(out, name: str, meta: dict, rows: list[dict], table: str) -> None:
     """Writes ``out/<name>.json`` (machine facts, ``meta``, ``rows``) and ``out/<name>.md``
     (``table``), and prints the table."""

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from benchmarks import write_results
+from benchmarks import default_out, write_results
 
 
 def blur_residual(image: np.ndarray, brainmask: np.ndarray) -> np.ndarray:
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
         help="also time connected components on real scans: a folder of sub-<id>_FLAIR, "
         "_brainmask and _lesion NIfTI (e.g. ../shared/data/mslub)",
     )
-    p.add_argument("--out", default="bench-out", help="folder for postprocess.{json,md}")
+    p.add_argument("--out", default=default_out(), help="folder for postprocess.{json,md}")
     args = p.parse_args(argv)
 
     import jax

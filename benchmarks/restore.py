@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import add_repeats_argument, in_turn, write_results
+from benchmarks import add_repeats_argument, default_out, in_turn, write_results
 
 METHODS = ("lg_est", "lg_neural", "map", "anogan")
 PAPER_ANOGAN_S = 19.8547  # Baur et al. 2018, Table 2: seconds per AnoGAN reconstruction
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     p.add_argument(
         "--out",
-        default="bench-out",
+        default=default_out(),
         help="folder for restore.json and restore.md (default: %(default)s)",
     )
     args = p.parse_args(argv)

@@ -170,16 +170,21 @@ def main(argv=None) -> int:
         "--volumes", type=int, default=8, help="91x109x91 volumes to filter (default: 8)"
     )
     p.add_argument("--repeats", type=int, default=2, help="median over repeats (default: 2)")
-    p.add_argument("--out", default="bench-out", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default: results/<date>-<commit>/bench)"
+    )
     args = p.parse_args(argv)
 
-    _force_host_devices(max(args.devices))
+    _force_host_devices(max(args.devices))  # before anything imports jax
     import jax
 
+    from benchmarks import default_out
     from jaxuad.runtime import configure
 
     configure()  # jaxuad's runtime defaults, as the CLI applies them
     from benchmarks import write_results
+
+    args.out = args.out or default_out()
 
     available = jax.device_count()
     counts = [n for n in args.devices if n <= available]

@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks import write_results
+from benchmarks import default_out, write_results
 from benchmarks.restore import PAPER_ANOGAN_S, one_image_at_a_time, per_image
 
 QUICK = {
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--out",
-        default="bench-out",
+        default=default_out(),
         help="folder for every benchmark's JSON and table (default: %(default)s)",
     )
     args = p.parse_args(argv)

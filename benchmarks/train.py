@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import add_repeats_argument, in_turn, write_results
+from benchmarks import add_repeats_argument, default_out, in_turn, write_results
 
 MODELS = (
     "dae",
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--out",
-        default="bench-out",
+        default=default_out(),
         help="folder for train.json and train.md (default: %(default)s)",
     )
     args = p.parse_args(argv)

@@ -1,9 +1,9 @@
 """Writes the generated references docs/cli.md and docs/configs.md from the code itself:
 the argparse parsers of the ``jaxuad-*`` commands and the config dataclasses with their
-comments; and fills the result tables of docs/results.md from the ``table.md`` files the
-reproductions wrote under ``results/`` (each ``<!-- table: PATH -->`` ... ``<!-- end
-table -->`` block). Run by ``bin/gen-docs``; tests/test_docs.py fails when the committed
-files differ.
+comments; and fills the tables of docs/results.md and docs/benchmarks.md from the Markdown
+the reproductions and benchmarks wrote under ``results/`` (each ``<!-- table: PATH -->``
+... ``<!-- end table -->`` block). Run by ``bin/gen-docs``; tests/test_docs.py fails when
+the committed files differ.
 """
 
 from __future__ import annotations
@@ -104,11 +104,11 @@ def result_tables(text: str) -> str:
 
 
 def generated() -> dict[Path, str]:
-    results = DOCS / "results.md"
+    with_tables = [DOCS / "results.md", DOCS / "benchmarks.md"]
     return {
         DOCS / "cli.md": cli_reference(),
         DOCS / "configs.md": config_reference(),
-        results: result_tables(results.read_text()),
+        **{path: result_tables(path.read_text()) for path in with_tables},
     }
 
 
