@@ -371,6 +371,8 @@ class EvaluateConfig(_Checked):
 
 @dataclass(frozen=True)
 class Config:
+    """A run's whole configuration: one frozen, checked section per stage."""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -432,6 +434,7 @@ def override(config: Config, assignments: list[str]) -> Config:
 
 
 def to_dict(config: Config) -> dict:
+    """``config`` as nested plain dicts (what ``config.json`` stores)."""
     return dataclasses.asdict(config)
 
 

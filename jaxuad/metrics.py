@@ -133,14 +133,17 @@ class CohortHistogram:
         self.counts = np.zeros((2, N_BINS), np.int64)
 
     def add(self, counts) -> None:
+        """Merges one subject's [2, N_BINS] counts (:func:`histogram`)."""
         self.counts += np.asarray(counts, np.int64)
 
     @property
     def n_neg(self) -> int:
+        """Normal brain voxels counted."""
         return int(self.counts[0].sum())
 
     @property
     def n_pos(self) -> int:
+        """Lesion voxels counted."""
         return int(self.counts[1].sum())
 
     def _descending(self):

@@ -34,6 +34,7 @@ def make_sampler(graphdef: nnx.GraphDef):
 
 
 def is_generative(model: nnx.Module) -> bool:
+    """Whether the model can sample images from a prior."""
     return getattr(model, "generative", True) and hasattr(model, "sample")
 
 

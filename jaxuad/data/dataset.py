@@ -29,6 +29,8 @@ from jaxuad.data.nifti import DataError
 
 @dataclass(frozen=True)
 class Subject:
+    """One subject's files: image, brain mask and optional lesion mask paths."""
+
     id: str
     image: Path
     brainmask: Path

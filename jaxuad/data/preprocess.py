@@ -17,6 +17,7 @@ ZSCORE_BACKGROUND = -3.5  # Chen et al. 2019 set the background to -3.5 after z-
 
 
 def background_value(normalization: str) -> float:
+    """The value outside the brain after ``normalization``: -3.5 for z-scores, else 0."""
     return ZSCORE_BACKGROUND if normalization == "zscore" else 0.0
 
 

@@ -119,9 +119,11 @@ class EvalResult:
 
     @property
     def dice_std(self) -> float:
+        """Standard deviation of the Dice at ``seg_threshold``."""
         return self.at_threshold[self.seg_threshold].dice_std
 
     def subject(self, subject: str) -> SubjectScores:
+        """The row of ``subject``."""
         (row,) = [r for r in self.subjects if r.subject == subject]
         return row
 
@@ -219,6 +221,7 @@ class EvalResult:
             raise DataError(f"{path}: not a metrics.json of jaxuad-evaluate ({e!r})") from None
 
     def write(self, path) -> None:
+        """Writes :meth:`to_json` to ``path`` (strict JSON, atomically)."""
         from jaxuad.data import write_json
 
         write_json(self.to_json(), Path(path))

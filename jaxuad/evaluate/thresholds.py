@@ -23,6 +23,7 @@ from jaxuad.postprocess import Postprocessor, keep_mask
 
 
 def threshold_names(cfg: EvaluateConfig) -> list[str]:
+    """``percentile`` and ``fpr<x>`` for each level of ``cfg.fpr_levels``, in order."""
     return ["percentile", *(f"fpr{x:g}" for x in cfg.fpr_levels)]
 
 
@@ -35,6 +36,7 @@ def restoration_part(
 
 
 def priors_on(cfg: EvaluateConfig) -> bool:
+    """Whether a residual prior (sign or hyperintensity) restricts the voxels scored."""
     return cfg.residual_sign != "both" or cfg.hyperintensity_quantile > 0
 
 
@@ -180,6 +182,7 @@ def fit_thresholds_on_folder(
 
 
 def settings(cfg: EvaluateConfig) -> dict:
+    """``cfg`` as a plain dict (stored with thresholds and metrics)."""
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 

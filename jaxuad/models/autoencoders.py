@@ -36,6 +36,8 @@ from jaxuad.models.variance import VarianceNet
 
 
 class AEOutput(NamedTuple):
+    """An autoencoder's pass: recon [B, S, S, 1], the code's mean and log-variance, z."""
+
     recon: jax.Array  # [B, S, S, 1]
     mean: jax.Array  # [B, z...] latent mean (the code itself for plain autoencoders)
     logvar: jax.Array | None  # [B, z...], None for plain autoencoders
@@ -206,6 +208,7 @@ class Autoencoder(nnx.Module):
 
     @property
     def has_variance_net(self) -> bool:
+        """Whether Chen's variance network is part of the model (for lg_neural)."""
         return hasattr(self, "var_net")
 
     def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array | None]:
@@ -220,6 +223,7 @@ class Autoencoder(nnx.Module):
         return h, None
 
     def decode(self, z: jax.Array) -> jax.Array:
+        """Images [B, S, S, 1] from codes of ``latent_shape``."""
         h = nnx.leaky_relu(self.from_z(z), 0.2)
         if self.bottleneck == "dense":
             h = h.reshape(h.shape[0], self.feature_res, self.feature_res, -1)

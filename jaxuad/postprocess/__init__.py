@@ -183,6 +183,7 @@ class Postprocessor:
         self.mesh = distributed.make_mesh(devices)
 
     def settings(self, voxel_size=None) -> VoxelSettings:
+        """The sizes in voxels for ``voxel_size`` (:func:`voxel_settings`)."""
         return voxel_settings(self.cfg, None if voxel_size is None else tuple(voxel_size))
 
     def _settings_of(self, n: int, voxel_sizes) -> list[VoxelSettings]:
@@ -248,6 +249,7 @@ class Postprocessor:
         return self.filter_many([(residual, brainmask, keep)], sizes)[0]
 
     def eroded(self, brainmask: np.ndarray, voxel_size=None) -> np.ndarray:
+        """The brain mask eroded as the filter erodes it (for threshold fitting)."""
         iterations = self.settings(voxel_size).erosion_iterations
         if self.cfg.backend == "scipy":
             return reference.binary_erosion(brainmask, iterations)

@@ -31,12 +31,14 @@ def median_filter(x: np.ndarray, size: int | tuple[int, int, int] = 5) -> np.nda
 
 
 def binary_erosion(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """SciPy's erosion by the 6-neighbourhood cross, ``iterations`` times."""
     if iterations <= 0:
         return np.asarray(mask, bool)
     return ndimage.binary_erosion(mask, structure(6), iterations=iterations)
 
 
 def label(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, int]:
+    """``scipy.ndimage.label`` at ``connectivity`` (6 or 26)."""
     labels, n = ndimage.label(mask, structure(connectivity))
     return labels, n
 

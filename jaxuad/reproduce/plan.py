@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Reproduction:
+    """One paper's protocol on one data set and budget: its steps, their run, its tables."""
+
     paper: str
     data: str
     budget_name: str
@@ -354,6 +356,7 @@ class Reproduction:
         return lines
 
     def write_results(self) -> None:
+        """Copies each finished row's report and writes ``table.md`` with its figures and claims."""
         from jaxuad.report import baur_table, chen_table
 
         rows = self._metrics()

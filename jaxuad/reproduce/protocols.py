@@ -156,4 +156,5 @@ CHEN_ROWS = [
 
 
 def row_key(row: Row) -> str:
+    """The row's folder name: run, method and prior, repeats dropped."""
     return "-".join(dict.fromkeys(p for p in (row.run, row.method, row.prior) if p))

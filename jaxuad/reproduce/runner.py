@@ -13,6 +13,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Step:
+    """One command of a reproduction, with what marks it done and what it belongs to."""
+
     argv: tuple[str, ...]  # a jaxuad command line
     done: Path  # written after the step succeeds; its presence skips the step
     resume: Path | None = None  # when this exists (a killed training run), add --resume
@@ -80,6 +82,7 @@ def git_commit(root: Path | None = None) -> str:
 
 
 def default_results(date: datetime.date | None = None) -> Path:
+    """``results/<date>-<commit>``, where a run's tables and figures go by default."""
     date = date or datetime.date.today()
     return Path("results") / f"{date.isoformat()}-{git_commit()}"
 

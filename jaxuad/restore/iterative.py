@@ -74,6 +74,8 @@ def local_gaussian(model, x: jax.Array, key: jax.Array, samples: int, variance: 
 
 
 class Restoration(NamedTuple):
+    """An iterative restoration's result."""
+
     x: jax.Array  # [B, S, S, 1] the restored images
     cost: jax.Array  # [steps] mean data term per image over the run (for convergence plots)
 
@@ -210,6 +212,7 @@ def _anogan(model, y: jax.Array, key: jax.Array, cfg: RestoreConfig) -> Restorat
 
 
 def iterations(method: str, cfg: RestoreConfig) -> int:
+    """How many iterations ``method`` runs under ``cfg`` (for time per iteration)."""
     return cfg.anogan_steps if method == "anogan" else cfg.steps
 
 

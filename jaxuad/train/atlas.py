@@ -41,6 +41,7 @@ class Atlas:
         return np.where(valid, np.abs(x - self.mean) / self.std, 0.0).astype(np.float32)
 
     def check_grid(self, vol: Volume) -> None:
+        """Raises DataError unless ``vol`` lies on the atlas's grid (shape and affine)."""
         if vol.image.shape != self.mean.shape or not np.allclose(
             vol.affine, self.affine, atol=1e-3
         ):

@@ -19,6 +19,8 @@ from jaxuad.train.step import TrainState
 
 
 class Checkpoints:
+    """Orbax checkpoints of a run folder, each with the resolved config it was trained with."""
+
     def __init__(self, workdir: str | Path, keep: int = 3):
         self.directory = Path(workdir).absolute() / "checkpoints"
         self._manager = ocp.CheckpointManager(
@@ -29,6 +31,7 @@ class Checkpoints:
         )
 
     def latest_step(self) -> int | None:
+        """The newest checkpoint's step, or None."""
         return self._manager.latest_step()
 
     def steps(self) -> list[int]:
@@ -36,6 +39,7 @@ class Checkpoints:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: TrainState, config: dict) -> None:
+        """Writes the state at ``step`` with the config (atomically, as orbax does)."""
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -103,4 +107,5 @@ class Checkpoints:
             raise ConfigError(f"{self.directory}: stored config: {e}") from e
 
     def close(self) -> None:
+        """Waits for pending writes and releases the manager."""
         self._manager.close()

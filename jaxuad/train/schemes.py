@@ -44,6 +44,9 @@ AE_GROUPS = ("encoder", "to_z", "from_z", "decoder")
 
 
 class Phase(NamedTuple):
+    """One optimiser phase: its objective, the parameter groups it updates, its Adam
+    settings and the global steps in which it runs."""
+
     name: str
     owns: tuple[str, ...]  # top-level parameter groups this phase updates
     loss: Callable  # (model, batch, key, TrainConfig) -> (loss, metrics)

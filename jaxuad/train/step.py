@@ -16,12 +16,15 @@ from jaxuad.train.schemes import Phase
 
 
 class TrainState(NamedTuple):
+    """Parameters, optimiser states (one per phase) and the step, as a pytree."""
+
     step: jax.Array  # [] int32, number of steps applied
     params: dict  # pure nested dict of arrays (nnx.to_pure_dict of the model's state)
     opt_state: dict  # phase name -> optax state of the groups that phase owns
 
 
 def make_optimizer(phase: Phase) -> optax.GradientTransformation:
+    """The optax optimiser of a phase (Adam at its learning rate)."""
     return optax.adam(phase.learning_rate, b1=phase.b1)
 
 
@@ -37,6 +40,7 @@ def owned(params: dict, phase: Phase) -> dict:
 
 
 def init_state(params: dict, phases: Sequence[Phase]) -> TrainState:
+    """A fresh :class:`TrainState` for ``params`` and ``phases``."""
     opt = {p.name: make_optimizer(p).init(owned(params, p)) for p in phases}
     return TrainState(jnp.zeros((), jnp.int32), params, opt)
 

@@ -32,6 +32,8 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainResult(NamedTuple):
+    """What :func:`train` returns: final state, steps run, last metrics, run folder."""
+
     state: TrainState
     steps: int
     final_metrics: dict
