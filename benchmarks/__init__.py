@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,33 @@ def default_out() -> str:
     from jaxuad.reproduce.runner import default_results
 
     return str(default_results() / "bench")
+
+
+class CommandLog:
+    """Runs jaxuad command lines one after another for a measurement script, appending each
+    to ``path`` (a ``commands.sh`` beside the results) before it runs, as the user would
+    type it; a command whose output is already present is only noted. The first failure
+    stops the script, naming the command and the end of its stderr."""
+
+    def __init__(self, path, header: str):
+        self.path = Path(path)
+        self.path.write_text(f"# {header}\n")
+
+    def __call__(self, name: str, *args: str, done: bool = False) -> str:
+        """Runs ``name args`` (``name`` a ``jaxuad-*`` console script of this interpreter's
+        environment); returns its stdout."""
+        shown = " ".join(shlex.quote(a) for a in (name, *args))
+        with self.path.open("a") as f:
+            f.write(("# output present, not rerun: " if done else "") + shown + "\n")
+        if done:
+            return ""
+        t0 = time.perf_counter()
+        argv = [str(Path(sys.executable).parent / name), *args]
+        r = subprocess.run(argv, capture_output=True, text=True)
+        if r.returncode:
+            sys.exit(f"failed ({r.returncode}): {shown}\n{r.stderr[-2000:]}")
+        print(f"{time.perf_counter() - t0:6.1f} s  {shown[:110]}", flush=True)
+        return r.stdout
 
 
 def write_results(out, name: str, meta: dict, rows: list[dict], table: str) -> None:

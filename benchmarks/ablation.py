@@ -25,11 +25,9 @@ import argparse
 import csv
 import json
 import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from benchmarks import CommandLog
 from jaxuad.data import discover
 from jaxuad.reproduce.runner import default_results, git_commit
 
@@ -67,19 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    commands = out / "commands.sh"
-    commands.write_text(f"# jaxuad ablation on real scans, commit {git_commit()}\n")
-
-    def sh(*argv: str, done: bool = False) -> None:
-        with commands.open("a") as f:
-            f.write(("# output present, not rerun: " if done else "") + shlex.join(argv) + "\n")
-        if done:
-            return
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, capture_output=True, text=True)
-        if r.returncode:
-            sys.exit(f"failed ({r.returncode}): {shlex.join(argv)}\n{r.stderr[-2000:]}")
-        print(f"{time.perf_counter() - t0:6.1f} s  {shlex.join(argv)[:120]}", flush=True)
+    sh = CommandLog(out / "commands.sh", f"jaxuad ablation on real scans, commit {git_commit()}")
 
     ixi = sorted(discover(args.shared / "ixi", "T1w"), key=lambda s: s.id)
     train, fit, check = ixi[:-20], ixi[-20:-10], ixi[-10:]
@@ -93,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                 [s.id, Path(s.image).resolve(), Path(s.brainmask).resolve(), ""] for s in subjects
             )
     test = str(args.shared / "mslub")
-    bin_ = Path(sys.executable).parent
-    cmd = lambda name: str(bin_ / name)  # noqa: E731
     quiet = "--no-progress"
 
     atlases = {"plain": work / "atlas", "match": work / "atlas-match"}
@@ -102,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (wd / "atlas.npz").is_file():
             extra = ["--set", "data.histogram_match=true"] if key == "match" else []
             sh(
-                cmd("jaxuad-train"),
+                "jaxuad-train",
                 "--model",
                 "atlas",
                 "--data",
@@ -154,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 ):
                     dst = restored[key] / part
                     sh(
-                        cmd("jaxuad-restore"),
+                        "jaxuad-restore",
                         *restore_argv,
                         "--data",
                         str(data),
@@ -170,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides = [a for s in sets for a in ("--set", s)]
             ev = work / "eval" / f"{row}-{variant}"
             sh(
-                cmd("jaxuad-evaluate"),
+                "jaxuad-evaluate",
                 "--pred",
                 str(pred / "test"),
                 "--data",
@@ -183,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 quiet,
             )
             sh(
-                cmd("jaxuad-evaluate"),
+                "jaxuad-evaluate",
                 "--pred",
                 str(pred / "check"),
                 "--data",

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from benchmarks import CommandLog
 from jaxuad.reproduce.runner import default_results, git_commit
 
 RESTORE = ["--set", "restore.steps=50", "--set", "restore.learning_rate=0.04",
@@ -36,20 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     work, out = args.work, args.out or default_results() / "calibration-region"
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    commands = out / "commands.sh"
-    commands.write_text(f"# lambda calibration: brain tissue against the frame, {git_commit()}\n")
-    bin_ = Path(sys.executable).parent
+    log = CommandLog(
+        out / "commands.sh", f"lambda calibration: brain tissue against the frame, {git_commit()}"
+    )
 
     def sh(name: str, *a: str) -> str:
-        argv = [str(bin_ / name), *a, "--no-progress"] if name != "python" else list(a)
-        with commands.open("a") as f:
-            f.write(shlex.join([name, *a]) + "\n")
-        t0 = time.perf_counter()
-        r = subprocess.run(argv, capture_output=True, text=True)
-        if r.returncode:
-            sys.exit(f"failed: {shlex.join(argv)}\n{r.stderr[-2000:]}")
-        print(f"{time.perf_counter() - t0:6.1f} s  {name} {shlex.join(a)[:100]}", flush=True)
-        return r.stdout
+        return log(name, *a, "--no-progress")
 
     ph, run = work / "phantom", work / "vae_chen"
     if not ph.is_dir():

@@ -1,6 +1,9 @@
-"""``bin/bench``'s summary: each figure against its target, from the benchmarks' JSON."""
+"""The benchmarks' helpers: `bin/bench`'s summary (each figure against its target, from the
+benchmarks' JSON) and the command log of the measurement scripts."""
 
 import json
+
+import pytest
 
 from benchmarks.summary import main, summarize
 
@@ -41,3 +44,19 @@ def test_summary_ratios_and_targets(tmp_path):
 def test_summary_without_results_fails(tmp_path, capsys):
     assert main(["--summarize-only", "--out", str(tmp_path)]) == 1
     assert "no benchmark results" in capsys.readouterr().err
+
+
+def test_command_log_writes_each_command_before_it_runs(tmp_path):
+    from benchmarks import CommandLog
+
+    log = CommandLog(tmp_path / "commands.sh", "a header")
+    assert "usage: jaxuad-phantom" in log("jaxuad-phantom", "--help")
+    assert log("jaxuad-train", "--model", "svae", done=True) == ""  # noted, not run
+    with pytest.raises(SystemExit, match="failed .*jaxuad-phantom --bogus"):
+        log("jaxuad-phantom", "--bogus")
+    assert (tmp_path / "commands.sh").read_text().splitlines() == [
+        "# a header",
+        "jaxuad-phantom --help",
+        "# output present, not rerun: jaxuad-train --model svae",
+        "jaxuad-phantom --bogus",
+    ]
