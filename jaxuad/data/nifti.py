@@ -67,6 +67,12 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Head
     return data, np.asarray(img.affine, dtype=np.float64), img.header
 
 
+def same_grid(shape, affine, ref_shape, ref_affine) -> bool:
+    """Whether a volume of ``shape`` and ``affine`` lies on the reference grid (affines equal
+    to 1e-3, the rounding NIfTI headers carry)."""
+    return tuple(shape) == tuple(ref_shape) and np.allclose(affine, ref_affine, atol=1e-3)
+
+
 def read_on_grid(path: str | Path, shape: tuple, affine: np.ndarray, ref_name: str) -> np.ndarray:
     """Reads a 3D volume that must lie on a reference grid (same shape and affine).
 
@@ -76,7 +82,7 @@ def read_on_grid(path: str | Path, shape: tuple, affine: np.ndarray, ref_name: s
     data, own_affine, _ = read_nifti(path)
     if data.shape != tuple(shape):
         raise DataError(f"{path}: shape {data.shape} differs from {ref_name} {tuple(shape)}")
-    if not np.allclose(own_affine, affine, atol=1e-3):
+    if not same_grid(data.shape, own_affine, shape, affine):
         raise DataError(f"{path}: affine differs from {ref_name}'s; volumes must be co-registered")
     return data
 

@@ -10,7 +10,7 @@ import numpy as np
 from scipy import ndimage
 
 from jaxuad.config import ConfigError, DataConfig
-from jaxuad.data.intensity import curvature_flow, match_histogram
+from jaxuad.data.intensity import curvature_flow, fit_standard_landmarks, match_histogram
 from jaxuad.data.nifti import DataError, Volume
 
 ZSCORE_BACKGROUND = -3.5  # Chen et al. 2019 set the background to -3.5 after z-scoring
@@ -45,16 +45,20 @@ def normalize(
     return np.where(brainmask, out, background_value(method)).astype(np.float32)
 
 
+def denoise(volume: Volume, cfg: DataConfig) -> np.ndarray:
+    """The scan after ``cfg.curvature_flow`` steps of curvature flow (itself when 0)."""
+    if not cfg.curvature_flow:
+        return volume.image
+    steps, dt = cfg.curvature_flow, cfg.curvature_flow_time_step
+    return np.asarray(curvature_flow(volume.image, steps, dt, volume.voxel_size))
+
+
 def preprocess(volume: Volume, cfg: DataConfig) -> np.ndarray:
     """The scan as a model sees it, [X, Y, Z] float32: denoised by ``cfg.curvature_flow``
     steps of curvature flow, matched to ``cfg.histogram_landmarks`` (when
     ``cfg.histogram_match``), then normalised (:func:`normalize`; ``minmax`` after matching
     maps the standard 1st-99th percentile range to [0, 1], the same for every scan)."""
-    x = volume.image
-    if cfg.curvature_flow:
-        x = np.asarray(
-            curvature_flow(x, cfg.curvature_flow, cfg.curvature_flow_time_step, volume.voxel_size)
-        )
+    x = denoise(volume, cfg)
     if cfg.histogram_match:
         if not cfg.histogram_landmarks:
             raise ConfigError(
@@ -72,17 +76,8 @@ def with_fitted_landmarks(cfg: DataConfig, volumes) -> DataConfig:
     flow, as they will be matched), if ``cfg.histogram_match`` is on and none are set."""
     if not cfg.histogram_match or cfg.histogram_landmarks:
         return cfg
-    from jaxuad.data.intensity import fit_standard_landmarks
-
-    def denoised():
-        for v in volumes:
-            x = v.image
-            if cfg.curvature_flow:
-                steps, dt = cfg.curvature_flow, cfg.curvature_flow_time_step
-                x = np.asarray(curvature_flow(x, steps, dt, v.voxel_size))
-            yield x, v.brainmask
-
-    return dataclasses.replace(cfg, histogram_landmarks=fit_standard_landmarks(denoised()))
+    standard = fit_standard_landmarks((denoise(v, cfg), v.brainmask) for v in volumes)
+    return dataclasses.replace(cfg, histogram_landmarks=standard)
 
 
 def select_slices(brainmask: np.ndarray, mode: str, min_fraction: float, n: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxuad.train.atlas import MIN_SCANS, Atlas
+from jaxuad.train.atlas import Atlas
 
 
 def intensity(x: np.ndarray, brainmask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,6 +32,5 @@ def intensity(x: np.ndarray, brainmask: np.ndarray) -> tuple[np.ndarray, np.ndar
 def atlas(x: np.ndarray, brainmask: np.ndarray, model: Atlas) -> tuple[np.ndarray, np.ndarray]:
     """The atlas mean as the restoration: (restored, |x - mean| / std), where at least
     MIN_SCANS training brains hold the voxel (elsewhere the scan itself, residual 0)."""
-    valid = np.asarray(brainmask, bool) & (model.count >= MIN_SCANS)
-    restored = np.where(valid, model.mean, x).astype(np.float32)
+    restored = np.where(model.valid(brainmask), model.mean, x).astype(np.float32)
     return restored, model.score(x, brainmask)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from jaxuad.config import Config, ConfigError, DataConfig, load_json, save_json
 from jaxuad.data import DataError, Volume, atomic_path
+from jaxuad.data.nifti import same_grid
 from jaxuad.data.preprocess import preprocess
 
 ATLAS_FILE = "atlas.npz"
@@ -34,17 +35,18 @@ class Atlas:
     count: np.ndarray  # [X, Y, Z] int32, training brains holding the voxel
     affine: np.ndarray  # [4, 4], the grid's
 
+    def valid(self, brainmask: np.ndarray) -> np.ndarray:
+        """Voxels of ``brainmask`` that at least MIN_SCANS training brains hold: [X, Y, Z]."""
+        return np.asarray(brainmask, bool) & (self.count >= MIN_SCANS)
+
     def score(self, x: np.ndarray, brainmask: np.ndarray) -> np.ndarray:
-        """|x - mean| / std inside ``brainmask`` where at least MIN_SCANS training brains
-        hold the voxel, 0 elsewhere: [X, Y, Z]."""
-        valid = np.asarray(brainmask, bool) & (self.count >= MIN_SCANS)
-        return np.where(valid, np.abs(x - self.mean) / self.std, 0.0).astype(np.float32)
+        """|x - mean| / std on :meth:`valid` voxels, 0 elsewhere: [X, Y, Z]."""
+        z = np.abs(x - self.mean) / self.std
+        return np.where(self.valid(brainmask), z, 0.0).astype(np.float32)
 
     def check_grid(self, vol: Volume) -> None:
         """Raises DataError unless ``vol`` lies on the atlas's grid (shape and affine)."""
-        if vol.image.shape != self.mean.shape or not np.allclose(
-            vol.affine, self.affine, atol=1e-3
-        ):
+        if not same_grid(vol.image.shape, vol.affine, self.mean.shape, self.affine):
             raise DataError(
                 f"sub-{vol.subject}: grid {vol.image.shape} differs from the atlas's "
                 f"{self.mean.shape} (or its affine does); the atlas needs co-registered scans"
@@ -62,7 +64,7 @@ def fit_atlas(volumes, dc: DataConfig, progress: bool = False) -> Atlas:
         if total is None:
             total, total_sq = np.zeros(x.shape), np.zeros(x.shape)
             count, affine, first = np.zeros(x.shape, np.int32), vol.affine, vol.subject
-        elif x.shape != total.shape or not np.allclose(vol.affine, affine, atol=1e-3):
+        elif not same_grid(x.shape, vol.affine, total.shape, affine):
             raise DataError(
                 f"sub-{vol.subject}: grid {x.shape} differs from sub-{first}'s {total.shape} "
                 "(or its affine does); an atlas needs co-registered scans"
