@@ -7,6 +7,9 @@ scipy.ndimage directly, thresholds by scanning every candidate value, and scores
 NumPy set counts and scikit-learn's AUROC and average precision.
 """
 
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -179,3 +182,22 @@ def test_score_refuses_mismatched_inputs(cohort):
         score([r, r], [b], [les], fitted, CFG)
     with pytest.raises(ValueError, match="no fitted threshold for fpr0.1"):
         score([r], [b], [les], fitted, EvaluateConfig(units="voxels", fpr_levels=(0.1,)))
+
+
+def test_thresholds_from_before_units_and_residual_sign_still_load(cohort, tmp_path):
+    """A thresholds.json of an earlier jaxuad (no units, positive_only instead of
+    residual_sign) means voxel units and the sign it names; other settings are refused."""
+    from jaxuad.data import DataError
+    from jaxuad.evaluate import load_thresholds
+
+    healthy, _ = cohort
+    fitted = fit_thresholds([r for r, _ in healthy], [b for _, b in healthy], CFG)
+    old = {k: v for k, v in fitted["settings"].items() if k not in ("units", "residual_sign")}
+    path = tmp_path / "thresholds.json"
+    path.write_text(json.dumps({**fitted, "settings": {**old, "positive_only": True}}))
+    positive = dataclasses.replace(CFG, residual_sign="positive")
+    assert load_thresholds(path, positive)["thresholds"] == fitted["thresholds"]
+    with pytest.raises(DataError, match="residual_sign"):
+        load_thresholds(path, CFG)  # both signs: not what those thresholds were fitted on
+    with pytest.raises(DataError, match="units"):
+        load_thresholds(path, dataclasses.replace(positive, units="mm"))

@@ -186,15 +186,21 @@ def settings(cfg: EvaluateConfig) -> dict:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
+def stored_settings(st: dict) -> dict:
+    """A ``settings`` dict of thresholds.json or metrics.json, of any jaxuad version: files
+    from before ``units`` and ``residual_sign`` read as voxel units and ``positive_only``."""
+    sign = st.get("residual_sign") or ("positive" if st.get("positive_only") else "both")
+    return {**st, "units": st.get("units", "voxels"), "residual_sign": sign}
+
+
 def _fitting_settings(st: dict) -> dict:
     """The settings a threshold's meaning depends on (what reaches the filtered values it is
-    fitted on), from a thresholds.json ``settings`` dict; files from before units and
-    residual_sign read as voxel units and positive_only."""
-    units = st.get("units", "voxels")
-    sizes = ("median_mm", "erosion_mm") if units == "mm" else ("median_size", "erosion_iterations")
-    sign = st.get("residual_sign") or ("positive" if st.get("positive_only") else "both")
-    keep = ("hyperintensity_quantile", "percentile")
-    return {"units": units, "residual_sign": sign, **{k: st.get(k) for k in (*sizes, *keep)}}
+    fitted on)."""
+    st = stored_settings(st)
+    mm = st["units"] == "mm"
+    sizes = ("median_mm", "erosion_mm") if mm else ("median_size", "erosion_iterations")
+    keys = ("units", "residual_sign", *sizes, "hyperintensity_quantile", "percentile")
+    return {k: st.get(k) for k in keys}
 
 
 def load_thresholds(path, cfg: EvaluateConfig) -> dict:

@@ -6,6 +6,7 @@ import math
 
 from jaxuad.config import EvaluateConfig
 from jaxuad.evaluate import EvalResult
+from jaxuad.evaluate.thresholds import stored_settings
 
 
 def fmt(v, spec: str = ".4f") -> str:
@@ -64,8 +65,8 @@ def chen_table(results: list[EvalResult]) -> list[str]:
 
 
 def sizes(st: dict) -> str:
-    """The post-processing's sizes as the settings give them."""
-    if st.get("units", "voxels") == "mm":
+    """The post-processing's sizes as the settings (:func:`stored_settings`) give them."""
+    if st["units"] == "mm":
         return (
             f"median {st['median_mm']:g} mm, brain mask eroded {st['erosion_mm']:g} mm, "
             f"components < {st['min_component_mm3']:g} mm³ removed (converted per scan from "
@@ -79,8 +80,8 @@ def sizes(st: dict) -> str:
 
 def markdown(m: EvalResult) -> str:
     """``report.md`` of one evaluation."""
-    st, pp, th = m.settings, m.postprocess, m.thresholds
-    sign = st.get("residual_sign", "positive" if st.get("positive_only") else "both")
+    st, pp, th = stored_settings(m.settings), m.postprocess, m.thresholds
+    sign = st["residual_sign"]
     priors = [
         n
         for n, on in (
