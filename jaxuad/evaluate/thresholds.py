@@ -108,7 +108,7 @@ def fit_thresholds(
         for r, m, k in zip(residuals, masks, keeps, strict=True)
     ]
     sizes = [None] * len(items) if voxel_sizes is None else list(voxel_sizes)
-    filtered = post.filter_many(items, None if voxel_sizes is None else sizes)
+    filtered = post.filter_many(items, sizes)
     # filtered is zero outside the eroded mask; thresholds count eroded-mask voxels.
     values = np.concatenate(
         [f[post.eroded(m, v)] for f, (_, m, _), v in zip(filtered, items, sizes, strict=True)]
