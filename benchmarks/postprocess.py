@@ -80,7 +80,8 @@ def real_cases(folder: str):
 def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dict]:
     import jax
 
-    from jaxuad.postprocess import kernels as K
+    from jaxuad.postprocess import components as C
+    from jaxuad.postprocess import filters as F
     from jaxuad.postprocess import reference as R
 
     vols = [residual_volume(i) for i in range(n_subjects)]
@@ -96,7 +97,7 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
     def components(connectivity: int):
         """JAX's and SciPy's removal of components under 6 voxels."""
         return (
-            jax.jit(lambda s: K.remove_small_components(s, 6, connectivity)),
+            jax.jit(lambda s: C.remove_small_components(s, 6, connectivity)),
             lambda s: R.remove_small_components(s, 6, connectivity),
         )
 
@@ -107,12 +108,12 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
 
     steps = {
         "median 5^3": (
-            vm(lambda r: K.median_filter(r, 5)),
+            vm(lambda r: F.median_filter(r, 5)),
             lambda r: R.median_filter(r, 5),
             res,
         ),
         "erosion x3": (
-            vm(lambda m: K.binary_erosion(m, 3)),
+            vm(lambda m: F.binary_erosion(m, 3)),
             lambda m: R.binary_erosion(m, 3),
             masks,
         ),
@@ -144,8 +145,8 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
         ),
         "whole pipeline": (
             jax.jit(
-                lambda r, m: K.remove_small_components(
-                    jax.vmap(lambda r, m: K.median_filter(r, 5) * K.binary_erosion(m, 3))(r, m)
+                lambda r, m: C.remove_small_components(
+                    jax.vmap(lambda r, m: F.median_filter(r, 5) * F.binary_erosion(m, 3))(r, m)
                     > tau,
                     6,
                     26,
@@ -165,7 +166,7 @@ def measure(n_subjects: int, repeats: int, mslub: str | None = None) -> list[dic
             seg,
         )
         steps["lesion-wise detection, MSLUB lesions hit by residual > 98th percentile"] = (
-            jax.jit(lambda t, p: jax.numpy.stack(K.components_hit(t, p, 26), -1)),
+            jax.jit(lambda t, p: jax.numpy.stack(C.components_hit(t, p, 26), -1)),
             lambda t, p: np.array(R.components_hit(t, p, 26)),
             (lesions, pred),
         )
