@@ -1,16 +1,21 @@
 """The effect of each of issue 26's changes, one at a time, on real scans (IXI T1 -> MSLUB T1).
 
-Rows are restorations (the two voxel-wise baselines, and any trained runs given with
-``--run NAME=WORKDIR[:METHOD]``); columns are pipeline variants, each differing from the
-one before in one setting:
+Rows are restorations: the two voxel-wise baselines, and any trained runs given with
+``--run NAME=WORKDIR[:METHOD]``. Each row is evaluated under pipeline variants, each
+differing from the one before in one setting:
 
 * ``voxels``: Baur's post-processing in voxels (5x5x5 median, 3 erosions, 6 voxels),
-  residuals of both signs, no histogram matching: the pipeline before issue 26;
+  residuals of both signs: the pipeline before issue 26;
 * ``mm``: the same sizes in mm (5 mm, 3 mm, 6 mm³);
 * ``mm+negative``: only residuals where the scan is darker than its restoration (MS
-  lesions are hypointense on T1);
-* ``mm+negative+match``: the atlas refitted with histogram matching (runs given with
-  ``--run`` keep the preprocessing they were trained with).
+  lesions are hypointense on T1).
+
+The preprocessing column says what every scan went through before the row's model saw it:
+the baselines are fitted three times (``none``; ``match``: histogram matching to the
+training cohort; ``match+denoise``: curvature flow first, then matching), the last two
+evaluated as ``mm+negative``; a trained run keeps the preprocessing it was trained with
+(read from its ``config.json``), and its training budget (steps, epochs, images seen, from
+its ``metrics.jsonl``) is recorded beside it.
 
 The 20 held-out IXI subjects (the last by sorted id, as the reproductions hold out) are
 split: thresholds are fitted on the first 10, and their false-positive rate is measured on
@@ -28,16 +33,42 @@ import shlex
 from pathlib import Path
 
 from benchmarks import CommandLog
+from jaxuad.config import ITERATIVE_METHODS
 from jaxuad.data import discover
 from jaxuad.reproduce.runner import default_results, git_commit
+from jaxuad.train.run import calibrated_lambda
 
 SHARED = Path("../shared/data")
 VARIANTS = {
     "voxels": ["evaluate.units=voxels"],
     "mm": [],
     "mm+negative": ["evaluate.residual_sign=negative"],
-    "mm+negative+match": ["evaluate.residual_sign=negative"],
 }
+# The baselines' preprocessing: data settings of each refitted atlas.
+PREPROCESSING = {
+    "none": [],
+    "match": ["data.histogram_match=true"],
+    "match+denoise": ["data.histogram_match=true", "data.curvature_flow=5"],
+}
+
+
+def preprocessing_of(workdir) -> str:
+    """``none``, ``match``, ``denoise`` or ``match+denoise``, from a run's data settings."""
+    data = json.loads((Path(workdir) / "config.json").read_text())["data"]
+    parts = [k for k, on in (("match", data.get("histogram_match")),
+                             ("denoise", data.get("curvature_flow"))) if on]  # fmt: skip
+    return "+".join(parts) or "none"
+
+
+def budget_of(workdir) -> dict:
+    """A run's training: steps, epochs and images seen, from the last row of its
+    ``metrics.jsonl``, and its batch size."""
+    wd = Path(workdir)
+    batch = json.loads((wd / "config.json").read_text())["train"]["batch_size"]
+    rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines() if x]
+    last = rows[-1] if rows else {"step": 0, "epoch": 0.0}
+    step = int(last["step"])
+    return {"steps": step, "epochs": round(float(last["epoch"]), 2), "images": step * batch}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="restore.KEY=VALUE",
-        help="a restore setting for the --run rows (e.g. restore.steps=50); repeatable",
+        help="a restore setting for the --run rows and their lambda calibration (e.g. "
+        "restore.steps=50); repeatable",
     )
     args = p.parse_args(argv)
     out = args.out or default_results() / "ablation-real"
@@ -81,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     test = str(args.shared / "mslub")
     quiet = "--no-progress"
 
-    atlases = {"plain": work / "atlas", "match": work / "atlas-match"}
-    for key, wd in atlases.items():
+    atlases = {pre: work / ("atlas" if pre == "none" else f"atlas-{pre}") for pre in PREPROCESSING}
+    for pre, wd in atlases.items():
         if not (wd / "atlas.npz").is_file():
-            extra = ["--set", "data.histogram_match=true"] if key == "match" else []
+            extra = [a for kv in PREPROCESSING[pre] for a in ("--set", kv)]
             sh(
                 "jaxuad-train",
                 "--model",
@@ -99,117 +131,143 @@ def main(argv: list[str] | None = None) -> int:
                 quiet,
             )
 
-    # (row, variant) -> (restore argv without --data/--out, evaluate overrides)
-    rows: dict[str, dict[str, tuple[list[str], list[str]]]] = {}
-    for variant, sets in VARIANTS.items():
-        atlas = atlases["match" if variant.endswith("match") else "plain"]
-        rows.setdefault("atlas", {})[variant] = (
-            ["--method", "atlas", "--workdir", str(atlas)],
-            sets,
-        )
-        # intensity takes its data settings (the landmarks) from a run; on T1 its score is
-        # the negative intensity (Meissen et al.'s baseline for hypointense lesions).
-        unsigned = [s for s in sets if "residual_sign" not in s]
-        rows.setdefault("intensity", {})[variant] = (
-            ["--method", "intensity", "--workdir", str(atlas)],
-            [*unsigned, "evaluate.residual_sign=negative"],
-        )
+    # (row, preprocessing, variant) -> (restore argv without --data/--out, evaluate overrides)
+    rows: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
+    budgets: dict[str, dict] = {}
+    for pre, atlas in atlases.items():
+        for variant, sets in VARIANTS.items():
+            if pre != "none" and variant != "mm+negative":
+                continue
+            rows["atlas", pre, variant] = (["--method", "atlas", "--workdir", str(atlas)], sets)
+            # intensity takes its data settings (the landmarks) from a run; on T1 its score
+            # is the negative intensity (Meissen et al.'s baseline for hypointense lesions)
+            # in every variant, so its `mm` row would repeat `mm+negative`.
+            if variant == "mm":
+                continue
+            unsigned = [s for s in sets if "residual_sign" not in s]
+            rows["intensity", pre, variant] = (
+                ["--method", "intensity", "--workdir", str(atlas)],
+                [*unsigned, "evaluate.residual_sign=negative"],
+            )
+    settings = [a for kv in args.restore_set for a in ("--set", kv)]
+    prior = dict(kv.split("=", 1) for kv in args.restore_set).get("restore.prior", "tv")
+    lams: dict[str, float] = {}
     for spec in args.run:
         name, rest = spec.split("=", 1)
         wd, _, method = rest.partition(":")
+        budgets[name] = budget_of(wd)
+        if method in ITERATIVE_METHODS and method != "anogan":
+            # lambda by SSIM >= 0.95 on the fitting subjects' brain tissue, stored in the run
+            sh("jaxuad-restore", "--calibrate", "--workdir", wd, "--data",
+               str(manifests["fit"]), "--modality", "T1w", "--method", method, *settings, quiet,
+               done=calibrated_lambda(wd, method, prior) is not None)  # fmt: skip
+            lams[name] = calibrated_lambda(wd, method, prior)
         for variant, sets in VARIANTS.items():
-            rows.setdefault(name, {})[variant] = (
-                ["--method", method or "reconstruction", "--workdir", wd]
-                + [a for kv in args.restore_set for a in ("--set", kv)],
+            rows[name, preprocessing_of(wd), variant] = (
+                ["--method", method or "reconstruction", "--workdir", wd, *settings],
                 sets,
             )
 
     results = {}
-    for row, variants in rows.items():
-        restored: dict[str, Path] = {}
-        for variant, (restore_argv, sets) in variants.items():
-            key = shlex.join(restore_argv)
-            if key not in restored:
-                restored[key] = work / "pred" / f"{row}-{len(restored)}"
-                for part, data in (
-                    ("fit", manifests["fit"]),
-                    ("check", manifests["check"]),
-                    ("test", test),
-                ):
-                    dst = restored[key] / part
-                    sh(
-                        "jaxuad-restore",
-                        *restore_argv,
-                        "--data",
-                        str(data),
-                        "--modality",
-                        "T1w",
-                        "--out",
-                        str(dst),
-                        "--overwrite",
-                        quiet,
-                        done=(dst / "restore.json").is_file(),
-                    )
-            pred = restored[key]
-            overrides = [a for s in sets for a in ("--set", s)]
-            ev = work / "eval" / f"{row}-{variant}"
-            sh(
-                "jaxuad-evaluate",
-                "--pred",
-                str(pred / "test"),
-                "--data",
-                test,
-                "--healthy",
-                str(pred / "fit"),
-                "--out",
-                str(ev / "test"),
-                *overrides,
-                quiet,
-            )
-            sh(
-                "jaxuad-evaluate",
-                "--pred",
-                str(pred / "check"),
-                "--data",
-                str(manifests["check"]),
-                "--thresholds",
-                str(ev / "test" / "thresholds.json"),
-                "--out",
-                str(ev / "check"),
-                *overrides,
-                quiet,
-            )
-            m = json.loads((ev / "test" / "metrics.json").read_text())
-            c = json.loads((ev / "check" / "metrics.json").read_text())
-            results[f"{row}/{variant}"] = {
-                "auroc": m["summary"]["auroc"],
-                "auprc": m["summary"]["auprc"],
-                "dice_fpr1": m["at_threshold"]["fpr1"]["dice_mean"],
-                "dice_percentile": m["at_threshold"]["percentile"]["dice_mean"],
-                "ceiling_dice": (m.get("ceiling") or {}).get("dice_mean"),
-                "fpr1_fitted": m["at_threshold"]["fpr1"]["healthy_fpr"],
-                "fpr1_unseen_healthy": c["at_threshold"]["fpr1"]["fpr"],
-                "fpr1_patients_normal": m["at_threshold"]["fpr1"]["fpr"],
-            }
+    restored: dict[str, Path] = {}
+    for (row, pre, variant), (restore_argv, sets) in rows.items():
+        key = shlex.join(restore_argv)
+        if key not in restored:
+            restored[key] = work / "pred" / f"{row}-{pre}-{len(restored)}"
+            for part, data in (("fit", manifests["fit"]), ("check", manifests["check"]),
+                               ("test", test)):  # fmt: skip
+                dst = restored[key] / part
+                sh(
+                    "jaxuad-restore",
+                    *restore_argv,
+                    "--data",
+                    str(data),
+                    "--modality",
+                    "T1w",
+                    "--out",
+                    str(dst),
+                    "--overwrite",
+                    quiet,
+                    done=(dst / "restore.json").is_file(),
+                )
+        pred = restored[key]
+        overrides = [a for s in sets for a in ("--set", s)]
+        ev = work / "eval" / f"{row}-{pre}-{variant}"
+        sh(
+            "jaxuad-evaluate",
+            "--pred",
+            str(pred / "test"),
+            "--data",
+            test,
+            "--healthy",
+            str(pred / "fit"),
+            "--out",
+            str(ev / "test"),
+            *overrides,
+            quiet,
+        )
+        sh(
+            "jaxuad-evaluate",
+            "--pred",
+            str(pred / "check"),
+            "--data",
+            str(manifests["check"]),
+            "--thresholds",
+            str(ev / "test" / "thresholds.json"),
+            "--out",
+            str(ev / "check"),
+            *overrides,
+            quiet,
+        )
+        m = json.loads((ev / "test" / "metrics.json").read_text())
+        c = json.loads((ev / "check" / "metrics.json").read_text())
+        r = json.loads((pred / "test" / "restore.json").read_text())
+        results[f"{row}/{pre}/{variant}"] = {
+            "restore": restore_argv,
+            "training": budgets.get(row),
+            "lam": lams.get(row),
+            "auroc": m["summary"]["auroc"],
+            "auprc": m["summary"]["auprc"],
+            "dice_fpr1": m["at_threshold"]["fpr1"]["dice_mean"],
+            "dice_percentile": m["at_threshold"]["percentile"]["dice_mean"],
+            "ceiling_dice": (m.get("ceiling") or {}).get("dice_mean"),
+            "fpr1_fitted": m["at_threshold"]["fpr1"]["healthy_fpr"],
+            "fpr1_unseen_healthy": c["at_threshold"]["fpr1"]["fpr"],
+            "fpr1_patients_normal": m["at_threshold"]["fpr1"]["fpr"],
+            "seconds_per_subject": r["seconds_per_subject"],
+        }
     (out / "ablation.json").write_text(
         json.dumps({"commit": git_commit(), "rows": results}, indent=2) + "\n"
     )
+    (out / "table.md").write_text(table(results) + "\n")
+    print(table(results))
+    return 0
+
+
+def table(results: dict) -> str:
+    """The Markdown table of ``ablation.json``'s rows."""
     f = lambda v, s=".3f": "n/a" if v is None else format(v, s)  # noqa: E731
     lines = [
-        "| row | variant | AUROC | AUPRC | Dice @1% FPR | Dice @p98 | ceiling Dice | "
-        "FPR (fitted 1 %): unseen healthy | patients' normal tissue |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| row | training | preprocessing | variant | AUROC | AUPRC | Dice @1% FPR | Dice @p98 "
+        "| ceiling Dice | FPR (fitted 1 %): unseen healthy | patients' normal tissue "
+        "| restore [s/subject] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for k, r in results.items():
-        row, variant = k.split("/")
+    first = {}  # rows grouped by name, in the order they first appear
+    for k in results:
+        first.setdefault(k.split("/")[0], len(first))
+    for k, r in sorted(results.items(), key=lambda kv: first[kv[0].split("/")[0]]):
+        row, pre, variant = k.split("/")
+        row += "" if r.get("lam") is None else f" (λ = {r['lam']:g})"
+        t = r.get("training")
+        trained = "-" if t is None else f"{t['epochs']:g} epochs ({t['images']:,} slices)"
         lines.append(
-            f"| {row} | {variant} | {f(r['auroc'])} | {f(r['auprc'])} | {f(r['dice_fpr1'])} | "
-            f"{f(r['dice_percentile'])} | {f(r['ceiling_dice'])} | "
-            f"{f(r['fpr1_unseen_healthy'], '.2%')} | {f(r['fpr1_patients_normal'], '.2%')} |"
+            f"| {row} | {trained} | {pre} | {variant} | {f(r['auroc'])} | {f(r['auprc'])} | "
+            f"{f(r['dice_fpr1'])} | {f(r['dice_percentile'])} | {f(r['ceiling_dice'])} | "
+            f"{f(r['fpr1_unseen_healthy'], '.2%')} | {f(r['fpr1_patients_normal'], '.2%')} | "
+            f"{f(r['seconds_per_subject'], '.1f')} |"
         )
-    (out / "table.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,26 @@ def test_benchmarks_name_only_what_the_library_has():
             ):
                 missing.append(f"{path.name}: {node.value.id}.{node.attr}")
     assert not missing, missing
+
+
+def test_ablation_reads_each_runs_preprocessing_and_budget(tmp_path):
+    from benchmarks.ablation import budget_of, preprocessing_of, table
+
+    (tmp_path / "config.json").write_text(json.dumps({
+        "data": {"histogram_match": True, "curvature_flow": 0}, "train": {"batch_size": 64},
+    }))  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"step": 50, "epoch": 0.5}) + "\n" + json.dumps({"step": 204, "epoch": 2.0})
+    )
+    assert preprocessing_of(tmp_path) == "match"
+    assert budget_of(tmp_path) == {"steps": 204, "epochs": 2.0, "images": 204 * 64}
+    row = dict.fromkeys(
+        ["auroc", "auprc", "dice_fpr1", "dice_percentile", "fpr1_unseen_healthy",
+         "fpr1_patients_normal", "seconds_per_subject"], 0.5,
+    )  # fmt: skip
+    md = table({
+        "vae_chen/match/mm": {**row, "ceiling_dice": None, "training": budget_of(tmp_path)},
+        "atlas/none/voxels": {**row, "ceiling_dice": 0.6, "training": None},
+    })  # fmt: skip
+    assert "| vae_chen | 2 epochs (13,056 slices) | match | mm | 0.500 |" in md
+    assert "| atlas | - | none | voxels |" in md and "| n/a |" in md and "50.00%" in md
