@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -229,6 +231,44 @@ def _train(config, workdir, stack, resume, images, stop_after, progress, devices
         raise
 
 
+@contextlib.contextmanager
+def _interrupts_between_steps():
+    """Holds SIGINT and SIGTERM until the training loop is between two steps.
+
+    The train step donates its state, so an interrupt raised while a step runs leaves the
+    loop's ``state`` naming deleted buffers and the checkpoint saved on the way out fails.
+    Inside this context a signal whose handler is a Python function (Ctrl-C's
+    ``KeyboardInterrupt``, the commands' SIGTERM handler) is queued: yields the queue, and
+    the loop calls the queued handler before its next step (or on leaving the context, for
+    one that came during the last step). A second signal while one is queued runs its
+    handler at once (press Ctrl-C twice to stop mid-step). Signals left to
+    the operating system (``SIG_DFL``, ``SIG_IGN``) are not touched, and outside the main
+    thread nothing is.
+    """
+    pending: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    saved = {}
+
+    def hold(signum, frame):
+        handler = saved[signum]
+        if pending:
+            handler(signum, frame)
+        pending.append(lambda: handler(signum, None))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if callable(signal.getsignal(sig)):
+            saved[sig] = signal.signal(sig, hold)
+    try:
+        yield pending
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if pending:  # one that came during the last step (not reached on an exception)
+        pending.pop()()
+
+
 def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after, progress):
     tc, n = config.train, images.shape[0]
     primary = distributed.is_primary()
@@ -305,22 +345,30 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
     step = start
     try:
         sharded = distributed.batch_sharding(mesh)
-        for batch in prefetch(batches(), put=lambda b: distributed.put(b, sharded)):
-            state, metrics = train_step(state, batch, key)
-            acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
-            acc_steps += 1
-            step += 1
-            bar.update(1)
-            if step % tc.log_every == 0 or step == end:
-                last = flush(step)
-            if step % tc.checkpoint_every == 0 and step != end:
-                last = flush(step)
-                save(step)
+        with _interrupts_between_steps() as pending:
+            for batch in prefetch(batches(), put=lambda b: distributed.put(b, sharded)):
+                if pending:
+                    pending.pop()()  # the signal's own handler: KeyboardInterrupt
+                state, metrics = train_step(state, batch, key)
+                acc = metrics if acc is None else jax.tree.map(jnp.add, acc, metrics)
+                acc_steps += 1
+                step += 1
+                bar.update(1)
+                if step % tc.log_every == 0 or step == end:
+                    last = flush(step)
+                if step % tc.checkpoint_every == 0 and step != end:
+                    last = flush(step)
+                    save(step)
         last = flush(step)
         save(step)
     except KeyboardInterrupt:
+        if any(x.is_deleted() for x in jax.tree.leaves(state)):  # a second signal, mid-step
+            kept = ckpt.latest_step()
+            print(f"\ninterrupted during a step: last checkpoint at step {kept}", file=sys.stderr)
+            raise
         flush(step)  # raises TrainingDiverged rather than saving a bad state
-        save(step)
+        if ckpt.latest_step() != step:
+            save(step)
         print(
             f"\ninterrupted: checkpoint saved at step {step}; continue with --resume",
             file=sys.stderr,
