@@ -36,6 +36,7 @@ from benchmarks import CommandLog
 from jaxuad.config import ITERATIVE_METHODS
 from jaxuad.data import discover
 from jaxuad.reproduce.runner import default_results, git_commit
+from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import calibrated_lambda
 
 SHARED = Path("../shared/data")
@@ -61,14 +62,19 @@ def preprocessing_of(workdir) -> str:
 
 
 def budget_of(workdir) -> dict:
-    """A run's training: steps, epochs and images seen, from the last row of its
-    ``metrics.jsonl``, and its batch size."""
+    """The training behind a run's latest checkpoint, the one its restorations load: steps,
+    epochs and images seen. The step is the checkpoint's; epochs follow from the steps per
+    epoch in ``metrics.jsonl`` (which may log steps past the checkpoint, when a run was
+    killed before it could save them); images from the batch size in ``config.json``."""
     wd = Path(workdir)
     batch = json.loads((wd / "config.json").read_text())["train"]["batch_size"]
+    ckpt = Checkpoints(wd)
+    step = ckpt.latest_step() or 0
+    ckpt.close()
     rows = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines() if x]
-    last = rows[-1] if rows else {"step": 0, "epoch": 0.0}
-    step = int(last["step"])
-    return {"steps": step, "epochs": round(float(last["epoch"]), 2), "images": step * batch}
+    per_epoch = next((r["step"] / r["epoch"] for r in reversed(rows) if r["epoch"]), None)
+    epochs = round(step / per_epoch, 2) if per_epoch else 0.0
+    return {"steps": step, "epochs": epochs, "images": step * batch}
 
 
 def main(argv: list[str] | None = None) -> int:

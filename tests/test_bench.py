@@ -107,9 +107,10 @@ def test_ablation_reads_each_runs_preprocessing_and_budget(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({
         "data": {"histogram_match": True, "curvature_flow": 0}, "train": {"batch_size": 64},
     }))  # fmt: skip
-    (tmp_path / "metrics.jsonl").write_text(
-        json.dumps({"step": 50, "epoch": 0.5}) + "\n" + json.dumps({"step": 204, "epoch": 2.0})
-    )
+    rows = [{"step": 51, "epoch": 0.5}, {"step": 204, "epoch": 2.0}, {"step": 255, "epoch": 2.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("153", "204", "255.orbax-checkpoint-tmp"):  # killed while saving step 255
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
     assert preprocessing_of(tmp_path) == "match"
     assert budget_of(tmp_path) == {"steps": 204, "epochs": 2.0, "images": 204 * 64}
     row = dict.fromkeys(
