@@ -35,6 +35,7 @@ def test_restore_writes_nifti_on_the_input_grid(restored, phantom_dir):
     assert residual[mask].max() > 0 and np.all(residual[~mask] == 0)
     info = json.loads((restored / "lesion" / "restore.json").read_text())
     assert info["modality"] == "FLAIR" and info["subjects"] == ["l000", "l001"]
+    assert info["seconds_per_subject"] >= info["seconds_per_slice"] > 0
 
 
 @pytest.mark.parametrize("fit", ["pad", "resize"])

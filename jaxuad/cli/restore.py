@@ -22,7 +22,7 @@ outputs (in --out, on each input's grid with its affine, openable in FSLeyes / I
   sub-<id>_brainmask.nii.gz   copy of the brain mask (for threshold fitting)
   sub-<id>_normalized.nii.gz  the input in the restoration's units
   restore.json                run, method, lambda, timings (compile time; seconds per
-                              iteration per image)
+                              iteration per image; seconds per subject, I/O included)
 
 methods:
   reconstruction  one encode-decode pass (Baur et al. 2018); any autoencoding run

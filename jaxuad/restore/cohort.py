@@ -304,7 +304,9 @@ def restore_cohort(
         return (*vs.restored_volume(restored_slices), vs.normalized)
 
     done: list[str] = []
+    t_all = time.perf_counter()
     subjects = _write_cohort(out, stale, volumes, restore_one, method, progress)
+    per_subject = (time.perf_counter() - t_all) / max(len(subjects), 1)
     n_slices, run_s = timing["slices"], timing["run_s"]
 
     rc = config.restore
@@ -321,6 +323,7 @@ def restore_cohort(
         "slices": n_slices,
         "compile_s": compile_s,
         "seconds_per_slice": run_s / max(n_slices, 1),
+        "seconds_per_subject": per_subject,
         "iterations": iters,
         "seconds_per_iteration_per_image": run_s / max(n_slices, 1) / iters,
         "device": jax.devices()[0].platform,
