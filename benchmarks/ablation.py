@@ -121,21 +121,10 @@ def main(argv: list[str] | None = None) -> int:
 
     atlases = {pre: work / ("atlas" if pre == "none" else f"atlas-{pre}") for pre in PREPROCESSING}
     for pre, wd in atlases.items():
-        if not (wd / "atlas.npz").is_file():
-            extra = [a for kv in PREPROCESSING[pre] for a in ("--set", kv)]
-            sh(
-                "jaxuad-train",
-                "--model",
-                "atlas",
-                "--data",
-                str(manifests["train"]),
-                "--modality",
-                "T1w",
-                "--workdir",
-                str(wd),
-                *extra,
-                quiet,
-            )
+        extra = [a for kv in PREPROCESSING[pre] for a in ("--set", kv)]
+        sh("jaxuad-train", "--model", "atlas", "--data", str(manifests["train"]), "--modality",
+           "T1w", "--workdir", str(wd), *extra, quiet,
+           done=(wd / "atlas.npz").is_file())  # fmt: skip
 
     # (row, preprocessing, variant) -> (restore argv without --data/--out, evaluate overrides)
     rows: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
