@@ -98,7 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         help="a restore setting for the --run rows and their lambda calibration (e.g. "
         "restore.steps=50); repeatable",
     )
+    p.add_argument(
+        "--from-json",
+        action="store_true",
+        help="do not measure: rebuild table.md and ablation.png from --out's ablation.json",
+    )
     args = p.parse_args(argv)
+    if args.from_json:
+        if args.out is None:
+            p.error("--from-json needs --out, the folder holding ablation.json")
+        write_outputs(json.loads((args.out / "ablation.json").read_text())["rows"], args.out)
+        return 0
     out = args.out or default_results() / "ablation-real"
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -234,9 +244,60 @@ def main(argv: list[str] | None = None) -> int:
     (out / "ablation.json").write_text(
         json.dumps({"commit": git_commit(), "rows": results}, indent=2) + "\n"
     )
-    (out / "table.md").write_text(table(results) + "\n")
+    write_outputs(results, out)
     print(table(results))
     return 0
+
+
+def _grouped(results: dict) -> list[str]:
+    """The keys of ``results``, rows of one name together, in the order names first appear."""
+    first: dict[str, int] = {}
+    for k in results:
+        first.setdefault(k.split("/")[0], len(first))
+    return sorted(results, key=lambda k: first[k.split("/")[0]])
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    """``table.md`` and ``ablation.png`` in ``out``, from the rows of ``ablation.json``."""
+    (out / "table.md").write_text(table(results) + "\n")
+    figure(results, out / "ablation.png")
+
+
+def figure(results: dict, path: Path, variant: str = "mm+negative") -> None:
+    """AUROC, AUPRC and Dice at 1 % FPR of every row under ``variant`` (default: the
+    pipeline with every change of issue 26), one bar per row and preprocessing, baselines in
+    grey, the ceiling as a dashed line on the Dice panel."""
+    from matplotlib.figure import Figure  # the bench extra's matplotlib, only when drawing
+
+    keys = [k for k in _grouped(results) if k.split("/")[2] == variant]
+    labels = []
+    for k in keys:
+        row, pre, _ = k.split("/")
+        lam = results[k].get("lam")
+        labels.append(row + ("" if pre == "none" else f", {pre}")
+                      + ("" if lam is None else f" (λ = {lam:g})"))  # fmt: skip
+    grey = [k.split("/")[0] in ("atlas", "intensity") for k in keys]
+    colours = ["0.6" if g else "C0" for g in grey]
+    y = list(range(len(keys)))[::-1]
+    fig = Figure(figsize=(11, 0.32 * len(keys) + 1.4))
+    axes = fig.subplots(1, 3, sharey=True)
+    metrics = (("auroc", "AUROC"), ("auprc", "AUPRC"), ("dice_fpr1", "Dice at 1 % healthy FPR"))
+    for ax, (metric, name) in zip(axes, metrics, strict=True):
+        values = [results[k][metric] or 0.0 for k in keys]
+        ax.barh(y, values, color=colours)
+        for yi, v in zip(y, values, strict=True):
+            ax.text(v, yi, f" {v:.3f}", va="center", fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlim(0.5 if metric == "auroc" else 0, 1 if metric == "auroc" else None)
+    ceilings = {results[k]["ceiling_dice"] for k in keys} - {None}
+    for c in ceilings:
+        axes[2].axvline(c, color="k", ls="--", lw=0.8)
+        axes[2].text(c, y[0] + 0.6, f"ceiling {c:.3f}", fontsize=7, ha="right")
+    axes[2].set_xlim(0, max([*ceilings, 0.1]) * 1.15)
+    axes[0].set_yticks(y, labels, fontsize=8)
+    fig.suptitle(f"IXI T1 → MSLUB T1, post-processing {variant} (baselines grey)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 def table(results: dict) -> str:
@@ -248,10 +309,8 @@ def table(results: dict) -> str:
         "| restore [s/subject] |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    first = {}  # rows grouped by name, in the order they first appear
-    for k in results:
-        first.setdefault(k.split("/")[0], len(first))
-    for k, r in sorted(results.items(), key=lambda kv: first[kv[0].split("/")[0]]):
+    for k in _grouped(results):
+        r = results[k]
         row, pre, variant = k.split("/")
         row += "" if r.get("lam") is None else f" (λ = {r['lam']:g})"
         t = r.get("training")

@@ -123,3 +123,23 @@ def test_ablation_reads_each_runs_preprocessing_and_budget(tmp_path):
     })  # fmt: skip
     assert "| vae_chen | 2 epochs (13,056 slices) | match | mm | 0.500 |" in md
     assert "| atlas | - | none | voxels |" in md and "| n/a |" in md and "50.00%" in md
+
+
+def test_ablation_rebuilds_its_table_and_figure_from_its_json(tmp_path):
+    from benchmarks.ablation import main, table
+
+    row = dict.fromkeys(
+        ["auroc", "auprc", "dice_fpr1", "dice_percentile", "fpr1_unseen_healthy",
+         "fpr1_patients_normal", "seconds_per_subject"], 0.7,
+    )  # fmt: skip
+    rows = {
+        "atlas/none/mm+negative": {**row, "ceiling_dice": 0.6, "training": None},
+        "svae/none/mm+negative": {**row, "ceiling_dice": 0.6, "training": None, "lam": 10.0},
+        "atlas/match/mm+negative": {**row, "ceiling_dice": 0.6, "training": None},
+    }
+    (tmp_path / "ablation.json").write_text(json.dumps({"commit": "x", "rows": rows}))
+    assert main(["--from-json", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "table.md").read_text()
+    assert md == table(rows) + "\n"
+    assert md.index("| atlas | - | match |") < md.index("| svae (λ = 10) |")  # grouped by row
+    assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
