@@ -1,8 +1,9 @@
 """Writes the generated references docs/cli.md and docs/configs.md from the code itself:
 the argparse parsers of the ``jaxuad-*`` commands and the config dataclasses with their
-comments; and fills the tables of docs/results.md and docs/benchmarks.md from the Markdown
-the reproductions and benchmarks wrote under ``results/`` (each ``<!-- table: PATH -->``
-... ``<!-- end table -->`` block). Run by ``bin/gen-docs``; tests/test_docs.py fails when
+comments; and fills the tables of every doc that frames one (docs/results.md,
+docs/benchmarks.md, docs/restoration.md) from the Markdown the reproductions and
+benchmarks wrote under ``results/`` (each ``<!-- table: PATH -->`` ...
+``<!-- end table -->`` block). Run by ``bin/gen-docs``; tests/test_docs.py fails when
 the committed files differ.
 """
 
@@ -104,7 +105,7 @@ def result_tables(text: str) -> str:
 
 
 def generated() -> dict[Path, str]:
-    with_tables = [DOCS / "results.md", DOCS / "benchmarks.md"]
+    with_tables = [p for p in sorted(DOCS.glob("*.md")) if "<!-- table: " in p.read_text()]
     return {
         DOCS / "cli.md": cli_reference(),
         DOCS / "configs.md": config_reference(),
