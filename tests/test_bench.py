@@ -101,6 +101,14 @@ def test_benchmarks_name_only_what_the_library_has():
     assert not missing, missing
 
 
+def _ablation_row(value: float) -> dict:
+    """One row of ablation.json with every figure set to ``value``."""
+    return dict.fromkeys(
+        ["auroc", "auprc", "dice_fpr1", "dice_percentile", "fpr1_unseen_healthy",
+         "fpr1_patients_normal", "seconds_per_subject"], value,
+    )  # fmt: skip
+
+
 def test_ablation_reads_each_runs_preprocessing_and_budget(tmp_path):
     from benchmarks.ablation import budget_of, preprocessing_of, table
 
@@ -113,10 +121,7 @@ def test_ablation_reads_each_runs_preprocessing_and_budget(tmp_path):
         (tmp_path / "checkpoints" / name).mkdir(parents=True)
     assert preprocessing_of(tmp_path) == "match"
     assert budget_of(tmp_path) == {"steps": 204, "epochs": 2.0, "images": 204 * 64}
-    row = dict.fromkeys(
-        ["auroc", "auprc", "dice_fpr1", "dice_percentile", "fpr1_unseen_healthy",
-         "fpr1_patients_normal", "seconds_per_subject"], 0.5,
-    )  # fmt: skip
+    row = _ablation_row(0.5)
     md = table({
         "vae_chen/match/mm": {**row, "ceiling_dice": None, "training": budget_of(tmp_path)},
         "atlas/none/voxels": {**row, "ceiling_dice": 0.6, "training": None},
@@ -128,10 +133,7 @@ def test_ablation_reads_each_runs_preprocessing_and_budget(tmp_path):
 def test_ablation_rebuilds_its_table_and_figure_from_its_json(tmp_path):
     from benchmarks.ablation import main, table
 
-    row = dict.fromkeys(
-        ["auroc", "auprc", "dice_fpr1", "dice_percentile", "fpr1_unseen_healthy",
-         "fpr1_patients_normal", "seconds_per_subject"], 0.7,
-    )  # fmt: skip
+    row = _ablation_row(0.7)
     rows = {
         "atlas/none/mm+negative": {**row, "ceiling_dice": 0.6, "training": None},
         "svae/none/mm+negative": {**row, "ceiling_dice": 0.6, "training": None, "lam": 10.0},

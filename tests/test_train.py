@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxuad.cli._common import _interrupt
 from jaxuad.config import ConfigError
 from jaxuad.train import Checkpoints, load_run, train, trainer
 from tests.conftest import smoke_config
@@ -69,7 +70,7 @@ def test_a_signal_during_a_step_saves_that_steps_checkpoint(
         return signalled
 
     monkeypatch.setattr(trainer, "make_train_step", make)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # as the commands do
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # the commands' SIGTERM handler
     try:
         with pytest.raises(KeyboardInterrupt):
             train(_cfg(), tmp_path, images=smoke_images[:24], progress=False)
@@ -80,7 +81,3 @@ def test_a_signal_during_a_step_saves_that_steps_checkpoint(
     monkeypatch.undo()
     resumed = train(_cfg(), tmp_path, images=smoke_images[:24], resume=True, progress=False)
     assert resumed.steps == 12
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt

@@ -255,6 +255,7 @@ def _interrupts_between_steps():
         handler = saved[signum]
         if pending:
             handler(signum, frame)
+            return
         pending.append(lambda: handler(signum, None))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
