@@ -13,6 +13,18 @@ import time
 from pathlib import Path
 
 
+def configure() -> None:
+    """jaxuad's runtime defaults (:func:`jaxuad.runtime.configure`, as the CLIs apply them),
+    less the persistent compilation cache: a compile time read from the cache would time a
+    file load, so every benchmark process compiles afresh."""
+    from jaxuad import runtime
+
+    if runtime.configure():
+        import jax
+
+        jax.config.update("jax_enable_compilation_cache", False)
+
+
 def default_out() -> str:
     """``results/<date>-<commit>/bench``: benchmark figures are kept in git beside the
     commit that measured them, so docs/benchmarks.md takes its tables from them

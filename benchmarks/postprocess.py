@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from benchmarks import default_out, write_results
+from benchmarks import configure, default_out, write_results
 
 
 def blur_residual(image: np.ndarray, brainmask: np.ndarray) -> np.ndarray:
@@ -228,9 +228,7 @@ def main(argv=None) -> int:
 
     import jax
 
-    from jaxuad.runtime import configure
-
-    configure()  # jaxuad's runtime defaults, as the CLI applies them
+    configure()  # jaxuad's runtime defaults, compiling afresh
     from jaxuad.data.nifti import DataError
 
     try:

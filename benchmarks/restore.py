@@ -173,7 +173,7 @@ def one_image_at_a_time(rows: list[dict], method: str, key: str = "torch") -> fl
 
 def _worker(framework: str, method: str, batch: int, steps: int, env=None) -> dict | None:
     code = (
-        "from jaxuad.runtime import configure; configure(); "
+        "from benchmarks import configure; configure(); "
         "import json, benchmarks.restore as b; "
         f"print(json.dumps(b.measure_{framework}({method!r}, {batch}, {steps})))"
     )

@@ -178,11 +178,9 @@ def main(argv=None) -> int:
     _force_host_devices(max(args.devices))  # before anything imports jax
     import jax
 
-    from benchmarks import default_out
-    from jaxuad.runtime import configure
+    from benchmarks import configure, default_out, write_results
 
-    configure()  # jaxuad's runtime defaults, as the CLI applies them
-    from benchmarks import write_results
+    configure()  # jaxuad's runtime defaults, compiling afresh
 
     args.out = args.out or default_out()
 

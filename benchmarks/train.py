@@ -95,7 +95,7 @@ def _worker(framework: str, model: str, steps: int, defaults: bool, env=None) ->
     if not defaults:
         env["JAXUAD_NO_DEFAULTS"] = "1"
     code = (
-        "from jaxuad.runtime import configure; configure(); "
+        "from benchmarks import configure; configure(); "
         f"import json, benchmarks.train as b; "
         f"print(json.dumps(b.measure_{framework}({model!r}, {steps})))"
     )

@@ -2,6 +2,9 @@
 benchmarks' JSON) and the command log of the measurement scripts."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -145,3 +148,17 @@ def test_ablation_rebuilds_its_table_and_figure_from_its_json(tmp_path):
     assert md == table(rows) + "\n"
     assert md.index("| atlas | - | match |") < md.index("| svae (λ = 10) |")  # grouped by row
     assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_benchmark_processes_compile_afresh(tmp_path):
+    """A compile time must time a compile: benchmark processes apply jaxuad's defaults but
+    not the persistent compilation cache, which would make a repeat a file load."""
+    code = (
+        "import os, jax; from benchmarks import configure; configure(); "
+        "print(jax.config.jax_enable_compilation_cache, 'xla_cpu' in os.environ['XLA_FLAGS'])"
+    )
+    env = {**os.environ, "JAXUAD_CACHE_DIR": str(tmp_path)}
+    env.pop("JAXUAD_NO_DEFAULTS", None)
+    r = subprocess.run([sys.executable, "-c", code], env=env, text=True,
+                       capture_output=True, check=True)  # fmt: skip
+    assert r.stdout.split() == ["False", "True"]
