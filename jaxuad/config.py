@@ -33,6 +33,7 @@ MODALITIES = ("T1w", "T2w", "FLAIR")
 # jaxuad.models.REGISTRY's keys (a test keeps the two equal).
 MODEL_NAMES = (
     "dae", "sae", "dvae", "svae", "sae_gan", "anovaegan", "vae_chen", "aae", "gmvae", "anogan",
+    "unet_dae",
 )  # fmt: skip
 # Voxel-wise baselines trained by jaxuad-train without a network (jaxuad/train/atlas.py).
 BASELINE_MODELS = ("atlas",)
@@ -231,6 +232,10 @@ class TrainConfig(_Checked):
     variance_epochs: int = 20
     variance_learning_rate: float = 1e-3
     variance_samples: int = 4
+    # Denoising training (unet_dae, Kascenas et al. 2022): the model restores x from
+    # x + n, n Gaussian on a noise_resolution^2 grid, upsampled to the frame.
+    noise_resolution: int = 16  # grid cells across the frame (paper: 16 at 128 px)
+    noise_std: float = 0.2  # std of the grid values (intensities in [0, 1]: minmax)
     log_every: int = 50  # steps between metric fetches (and NaN checks)
     checkpoint_every: int = 500  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 3
@@ -245,6 +250,8 @@ class TrainConfig(_Checked):
 
     def _check(self):
         self._at_least(1, "epochs", "batch_size", "variance_samples", "log_every")
+        self._at_least(1, "noise_resolution")
+        self._at_least(0, "noise_std")
         self._at_least(1, "checkpoint_every", "keep_checkpoints")
         self._at_least(0, "variance_epochs", "seed", "kl_weight", "adv_weight")
         self._positive("learning_rate", "adv_learning_rate", "variance_learning_rate")

@@ -31,6 +31,7 @@ from jaxuad.config import MODEL_NAMES, ModelConfig
 from jaxuad.models.autoencoders import AEOutput, Autoencoder
 from jaxuad.models.gan import GAN
 from jaxuad.models.layers import resolve_conv_impl
+from jaxuad.models.unet import UNet
 
 _AE = functools.partial
 
@@ -45,6 +46,7 @@ REGISTRY: dict[str, Callable[..., nnx.Module]] = {
     "aae": _AE(Autoencoder, bottleneck="spatial", variational=False, discriminator="latent"),
     "gmvae": _AE(Autoencoder, bottleneck="spatial", variational=True, prior="mixture"),
     "anogan": GAN,
+    "unet_dae": UNet,
 }
 
 

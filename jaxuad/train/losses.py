@@ -130,3 +130,27 @@ def variance_loss(model, x, key, cfg):
     target = jax.lax.stop_gradient(variance_target(model, x, key, cfg.variance_samples))
     loss = jnp.mean(per_image(jnp.square(model.var_net(x) - target)))
     return loss, {"var_target": jnp.mean(target)}
+
+
+def denoising_loss(model, x, key, cfg):
+    """Kascenas et al. 2022: restore x from ``x + n`` (n from
+    :func:`~jaxuad.models.unet.coarse_noise`, added to the foreground only), squared error
+    over the foreground, per image summed, batch mean.
+
+    The foreground is every pixel that differs from the frame's corner, which lies in the
+    padding (the background value of any normalisation). With several input channels
+    (neighbouring slices) each gets its own noise and the target is the centre one.
+
+    Args:
+      x: [B, S, S, C] images, C odd.
+    Returns:
+      loss: [] scalar; metrics: dict of [] scalars (rec).
+    """
+    from jaxuad.models.unet import coarse_noise
+
+    foreground = jnp.abs(x - x[:, :1, :1, :]) > 1e-6
+    noise = coarse_noise(key, x.shape, cfg.noise_resolution, cfg.noise_std)
+    c = x.shape[-1] // 2
+    target, keep = x[..., c : c + 1], foreground[..., c : c + 1]
+    rec = per_image(jnp.square(model(x + noise * foreground).recon - target) * keep)
+    return jnp.mean(rec), {"rec": rec.mean()}

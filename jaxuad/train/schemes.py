@@ -102,6 +102,8 @@ def phases_for(config: Config, steps_per_epoch: int) -> tuple[Phase, ...]:
             Phase("disc", ("disc",), losses.latent_disc_loss, **adv),
             Phase("gen", ("encoder", "to_z"), losses.latent_gen_loss, **adv),
         ]
+    elif name == "unet_dae":
+        phases = [Phase("ae", ("encoder", "decoder", "out"), losses.denoising_loss, lr)]
     elif name == "anogan":
         phases = [
             Phase("disc", ("disc",), losses.gan_disc_loss, **adv),
