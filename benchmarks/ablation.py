@@ -33,9 +33,9 @@ import shlex
 from pathlib import Path
 
 from benchmarks import CommandLog
-from jaxuad.config import ITERATIVE_METHODS
 from jaxuad.data import discover
 from jaxuad.reproduce.runner import default_results, git_commit
+from jaxuad.restore import method_spec
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import calibrated_lambda
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         name, rest = spec.split("=", 1)
         wd, _, method = rest.partition(":")
         budgets[name] = budget_of(wd)
-        if method in ITERATIVE_METHODS and method != "anogan":
+        if method and method_spec(method).needs_lambda:
             # lambda by SSIM >= 0.95 on the fitting subjects' brain tissue, stored in the run
             sh("jaxuad-restore", "--calibrate", "--workdir", wd, "--data",
                str(manifests["fit"]), "--modality", "T1w", "--method", method, *settings, quiet,

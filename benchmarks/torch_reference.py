@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from jaxuad.config import IMAGE_GAN_MODELS, Config
-from jaxuad.models import REGISTRY
-from jaxuad.models.autoencoders import stage_strides
+from jaxuad.config import Config
+from jaxuad.models import model_spec
+from jaxuad.models.geometry import stage_strides
 from jaxuad.models.variance import VARIANCE_FEATURES
 from jaxuad.train.schemes import phases_for
 
@@ -146,7 +146,7 @@ class TorchAutoencoder(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         cfg, s = config.model, config.data.image_size
-        opts = REGISTRY[cfg.name].keywords
+        opts = model_spec(cfg.name).build.keywords
         bottleneck, self.variational = opts["bottleneck"], opts["variational"]
         strides = stage_strides(cfg, s, bottleneck)
         residual, k = cfg.arch == "chen", cfg.kernel_size
@@ -275,9 +275,10 @@ def make_step(config: Config):
                 target = torch.stack([(model.decode(z) - x) ** 2 for z in zs]).mean(0)
         return ((model.var_net(x) - target) ** 2).flatten(1).sum(1).mean()
 
-    if name == "anogan":
+    scheme = model_spec(name).scheme
+    if scheme == "gan":
         losses = {"disc": gan_disc, "gen": gan_gen}
-    elif name in IMAGE_GAN_MODELS:
+    elif scheme == "image_gan":
         first = ae_gan if tc.generator_update == "joint" else ae
         losses = {"ae": first, "gen": image_gen, "disc": image_disc, "variance": variance}
     else:

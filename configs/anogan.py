@@ -8,11 +8,15 @@ Detection by iterative latent search is ``jaxuad-restore --method anogan``. Vari
 
 import dataclasses
 
-from jaxuad.config import Config, ModelConfig, TrainConfig, apply_variant
+from jaxuad.config import Config, ModelConfig, RestoreConfig, TrainConfig, apply_variant
 
 
 def get_config(variant: str = "default") -> Config:
-    config = Config(model=ModelConfig(name="anogan", z_dim=64), train=TrainConfig(epochs=82))
+    config = Config(
+        model=ModelConfig(name="anogan", z_dim=64),
+        train=TrainConfig(epochs=82),
+        restore=RestoreConfig(method="anogan"),
+    )
     config = apply_variant(config, variant)
     if variant == "smoke":  # keep the paper's z size visible in the smoke run's shapes
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, z_dim=8))

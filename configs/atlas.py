@@ -4,8 +4,9 @@ deviation of the normalised scans on their common grid; a scan's score is |z| (t
 ``jaxuad-train --model atlas`` makes one pass over the training scans.
 """
 
-from jaxuad.config import Config, ModelConfig, apply_variant
+from jaxuad.config import Config, ModelConfig, RestoreConfig, apply_variant
 
 
 def get_config(variant: str = "default") -> Config:
-    return apply_variant(Config(model=ModelConfig(name="atlas")), variant)
+    config = Config(model=ModelConfig(name="atlas"), restore=RestoreConfig(method="atlas"))
+    return apply_variant(config, variant)

@@ -83,6 +83,8 @@ def config_reference() -> str:
         notes = _comments(source, cls.__name__)
         for field in dataclasses.fields(cls):
             default = field.default
+            if default is dataclasses.MISSING:  # a registry's default (model, method)
+                default = field.default_factory()
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             meaning = notes.get(field.name, "").replace("|", "\\|")
             parts.append(f"| `{f.name}.{field.name}` | `{shown}` | {meaning} |\n")

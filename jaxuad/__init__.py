@@ -44,17 +44,28 @@ _API = {
     "fit_thresholds": "jaxuad.evaluate",
     "score": "jaxuad.evaluate",
     "EvalResult": "jaxuad.evaluate",
-    "postprocess": "jaxuad",
-    "metrics": "jaxuad",
 }
 
-__all__ = ["runtime", *_API]
+# Every subpackage and stage module: ``import jaxuad`` then ``jaxuad.restore.restore(...)``.
+_SUBMODULES = (
+    "core", "config", "data", "models", "train", "sampling", "restore", "postprocess",
+    "metrics", "similarity", "evaluate", "report", "reproduce", "distributed", "cli",
+)  # fmt: skip
+
+__all__ = ["runtime", "JaxuadError", *_API, "postprocess", "metrics"]
 
 
 def __getattr__(name: str):
+    if name == "JaxuadError":
+        from jaxuad.core.errors import JaxuadError
+
+        return JaxuadError
+    if name in _SUBMODULES:
+        return importlib.import_module(f"jaxuad.{name}")
     if name not in _API:
         raise AttributeError(f"module 'jaxuad' has no attribute {name!r}")
     module = importlib.import_module(_API[name])
-    if name not in vars(module):  # a submodule, e.g. jaxuad.data.phantom or jaxuad.metrics
+    try:
+        return getattr(module, name)
+    except AttributeError:  # a submodule, e.g. jaxuad.data.phantom
         return importlib.import_module(f"{module.__name__}.{name}")
-    return vars(module)[name]

@@ -13,7 +13,6 @@ import importlib
 import importlib.util
 import json
 import math
-import os
 import pkgutil
 import types
 import typing
@@ -21,22 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jaxuad.core.errors import ConfigError
+from jaxuad.core.io import write_text
+
 if TYPE_CHECKING:
     import jax
 
 
-class ConfigError(ValueError):
-    """A config file, override or stored config.json that cannot be used."""
-
-
 MODALITIES = ("T1w", "T2w", "FLAIR")
-# jaxuad.models.REGISTRY's keys (a test keeps the two equal).
-MODEL_NAMES = (
-    "dae", "sae", "dvae", "svae", "sae_gan", "anovaegan", "vae_chen", "aae", "gmvae", "anogan",
-    "unet_dae",
-)  # fmt: skip
-# Voxel-wise baselines trained by jaxuad-train without a network (jaxuad/train/atlas.py).
-BASELINE_MODELS = ("atlas",)
 PRNG_IMPLS = ("rbg", "threefry2x32", "unsafe_rbg")
 CONV_IMPLS = ("auto", "xla", "cpu")
 
@@ -114,6 +105,50 @@ def _type_name(tp: Any) -> str:
     return "none" if tp is type(None) else tp.__name__
 
 
+# Checks across sections that need what later stages know (the model registry checks the
+# model's name and geometry, the method registry the method against the model). Each
+# registry registers its own; every Config runs them when it is built, after loading the
+# registries (light modules without JAX) so that no Config escapes them.
+REGISTRIES = ("jaxuad.models.registry", "jaxuad.models.builtin", "jaxuad.restore.methods")
+_CHECKS: list = []
+# Defaults the registries set ("model.name", "restore.method"): config.py names no model.
+_DEFAULTS: dict[str, str] = {}
+# Fill-ins for keys that configs stored by earlier jaxuad versions lack: fn(dict) -> dict.
+_LEGACY: list = []
+
+
+def register_check(fn):
+    """Registers ``fn(config)``, run on every :class:`Config` built from then on; it raises
+    :class:`ConfigError` naming the ``section.key`` at fault. Returns ``fn``."""
+    _CHECKS.append(fn)
+    return fn
+
+
+def register_legacy(fn):
+    """Registers ``fn(stored: dict) -> dict``, applied by :func:`from_dict` to every stored
+    config before it is built, to set keys older runs lack to what those runs did."""
+    _LEGACY.append(fn)
+    return fn
+
+
+def load_registries() -> None:
+    """Imports the registries (:data:`REGISTRIES`), which register their checks and
+    defaults here; cheap after the first call."""
+    for module in REGISTRIES:
+        importlib.import_module(module)
+
+
+def set_default(key: str, value: str) -> None:
+    """Registers the default of ``section.key`` (a registry's own name)."""
+    _DEFAULTS[key] = value
+
+
+def registry_default(key: str) -> str:
+    """The default a registry set for ``section.key``."""
+    load_registries()
+    return _DEFAULTS[key]
+
+
 @dataclass(frozen=True)
 class DataConfig(_Checked):
     """Where images come from and how volumes become 2D model inputs."""
@@ -154,9 +189,8 @@ class DataConfig(_Checked):
 class ModelConfig(_Checked):
     """Architecture. Encoder and decoder sizes are shared by every Baur variant."""
 
-    # Registry key (jaxuad.models.REGISTRY): dae | sae | dvae | svae | sae_gan | anovaegan
-    # (Baur et al. 2018), vae_chen | aae | gmvae (Chen et al. 2019) | anogan (Schlegl).
-    name: str = "svae"
+    # A name in the model registry (jaxuad.models.MODELS; `jaxuad-train --help` lists them).
+    name: str = field(default_factory=lambda: registry_default("model.name"))
     # Encoder/decoder family: "baur" = plain conv stages (Baur et al. 2018, Table 1);
     # "chen" = one conv, then a residual block per stage (Chen et al. 2019).
     arch: str = "baur"
@@ -185,7 +219,6 @@ class ModelConfig(_Checked):
     _section = "model"
 
     def _check(self):
-        self._one_of("name", (*MODEL_NAMES, *BASELINE_MODELS))
         self._one_of("arch", ("baur", "chen"))
         self._one_of("conv_impl", CONV_IMPLS)
         for name in ("features", "disc_features"):
@@ -268,19 +301,13 @@ class TrainConfig(_Checked):
         return jax.random.key(seed, impl=self.prng_impl)
 
 
-# Restoration methods: one encode-decode pass, then the iterative ones (jaxuad/restore),
-# then the voxel-wise baselines (jaxuad/restore/baselines.py), which use no network.
-ITERATIVE_METHODS = ("lg_est", "lg_neural", "map", "gmvae_map", "anogan")
-BASELINE_METHODS = ("intensity", "atlas")
-RESTORE_METHODS = ("reconstruction", *ITERATIVE_METHODS, *BASELINE_METHODS)
-
-
 @dataclass(frozen=True)
 class RestoreConfig(_Checked):
     """Turning images into pseudo-healthy restorations."""
 
-    # reconstruction (Baur) | lg_est | lg_neural | map | gmvae_map | anogan (Chen et al. 2019)
-    method: str = "reconstruction"
+    # A name in the method registry (jaxuad.restore.METHODS; `jaxuad-restore --help` lists
+    # them) that accepts the run's model.
+    method: str = field(default_factory=lambda: registry_default("restore.method"))
     batch_size: int = 32  # slices per compiled call
     prior: str = "tv"  # tv | l1: R(Y, X) = TV(X - Y) (smoothed) or ||X - Y||_1
     # Weight of R. None: the value jaxuad-restore --calibrate stored in the run directory.
@@ -302,12 +329,19 @@ class RestoreConfig(_Checked):
     ssim_target: float = 0.95
     calibrate_slices: int = 64  # healthy slices used (evenly spread over the cohort)
     ssim_region: str = "brain"  # brain: SSIM averaged over brain tissue | frame: the whole
-    #   padded frame (before issue 27; the background inflates it)
+    #   padded frame (the background, equal in both images, inflates it)
+    # Normative scoring (jaxuad/restore/normative.py): the residual as a per-voxel z-score
+    # against the run's residuals on healthy scans (jaxuad-restore --fit-normative).
+    normative: bool = False
+    normative_smooth_mm: float = 2.0  # sigma of the statistics' Gaussian smoothing, mm
+    normative_min_scale: float = 0.25  # scale floor, a fraction of its median over the brain
+    # Runs whose voxel-wise z-scores are fused with the run's own (normative only), each
+    # weighed to count equally at 1 % healthy FPR on the --fit-normative scans.
+    fuse: tuple[str, ...] = ()
 
     _section = "restore"
 
     def _check(self):
-        self._one_of("method", RESTORE_METHODS)
         self._one_of("prior", ("tv", "l1"))
         self._at_least(1, "batch_size", "steps", "samples", "anogan_steps", "calibrate_slices")
         self._one_of("ssim_region", ("brain", "frame"))
@@ -318,6 +352,9 @@ class RestoreConfig(_Checked):
         if not self.lam_grid:
             self._fail("lam_grid", "must list at least one value")
         self._within("ssim_target", 0.0, 1.0, closed="(]")
+        self._at_least(0, "normative_smooth_mm", "normative_min_scale")
+        if self.fuse and not self.normative:
+            self._fail("fuse", "fuses normative scores: set restore.normative=true too")
 
 
 @dataclass(frozen=True)
@@ -386,6 +423,11 @@ class Config:
     restore: RestoreConfig = field(default_factory=RestoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
+    def __post_init__(self):
+        load_registries()
+        for check in _CHECKS:
+            check(self)
+
 
 def _coerce(text: str, tp: Any, where: str) -> Any:
     """Parses the string ``text`` as a value of annotation ``tp``."""
@@ -415,29 +457,42 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def override(config: Config, assignments: list[str]) -> Config:
-    """Applies ``section.key=value`` assignments, parsing each value by its declared type."""
+def parse_overrides(assignments: list[str]) -> dict[str, dict[str, Any]]:
+    """``section.key=value`` assignments as {section: {key: value}}, each value parsed by
+    its declared type (a later assignment of the same key wins); nothing is built yet."""
+    changes: dict[str, dict[str, Any]] = {}
     for item in assignments:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. train.epochs=5")
         key, text = item.split("=", 1)
         section_name, name = key.split(".", 1)
-        if section_name not in _field_types(Config):
+        sections = _field_types(Config)
+        if section_name not in sections:
             raise ConfigError(
                 f"--set {item!r}: unknown section {section_name!r}; "
-                f"sections are {', '.join(_field_types(Config))}"
+                f"sections are {', '.join(sections)}"
             )
-        section = getattr(config, section_name)
-        types_ = _field_types(type(section))
+        types_ = _field_types(sections[section_name])
         if name not in types_:
             raise ConfigError(
                 f"--set {item!r}: {section_name} has no key {name!r}; keys are {', '.join(types_)}"
             )
-        value = _coerce(text, types_[name], f"--set {item}")
-        config = dataclasses.replace(
-            config, **{section_name: dataclasses.replace(section, **{name: value})}
-        )
-    return config
+        changes.setdefault(section_name, {})[name] = _coerce(text, types_[name], f"--set {item}")
+    return changes
+
+
+def override(config: Config, assignments: list[str]) -> Config:
+    """Applies ``section.key=value`` assignments (:func:`parse_overrides`).
+
+    All assignments are applied together, then the result is checked once: settings that
+    only make sense together (``model.name`` and ``restore.method``) may be given in any
+    order.
+    """
+    changes = parse_overrides(assignments)
+    if not changes:
+        return config
+    sections = {s: dataclasses.replace(getattr(config, s), **kv) for s, kv in changes.items()}
+    return dataclasses.replace(config, **sections)
 
 
 def to_dict(config: Config) -> dict:
@@ -445,25 +500,12 @@ def to_dict(config: Config) -> dict:
     return dataclasses.asdict(config)
 
 
-# AE-GAN and AnoVAEGAN: autoencoders whose decoder also fools an image discriminator
-# (train.generator_update says how).
-IMAGE_GAN_MODELS = ("sae_gan", "anovaegan")
-
-
-def _legacy(d: dict) -> dict:
-    """Keys that runs saved before they existed lack, set to what those runs did, so a run
-    loads as what it was trained as (and --resume refuses a changed experiment): AE-GAN
-    and AnoVAEGAN trained their generator in a separate phase."""
-    train = dict(d.get("train", {}))
-    if d.get("model", {}).get("name") in IMAGE_GAN_MODELS:
-        train.setdefault("generator_update", "separate")
-    return {**d, "train": train}
-
-
 def from_dict(d: dict) -> Config:
     """Rebuilds a Config from :func:`to_dict` output, rejecting unknown keys; keys that
     older runs lack take the values those runs had."""
-    sections, d = {}, _legacy(d)
+    sections = {}
+    for fn in _LEGACY:
+        d = fn(d)
     for name, tp in _field_types(Config).items():
         values = dict(d.get(name, {}))
         types_ = _field_types(tp)
@@ -479,10 +521,7 @@ def from_dict(d: dict) -> Config:
 
 def save_json(config: Config, path: str | Path) -> None:
     """Writes ``config`` as JSON; the file appears complete or not at all."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(to_dict(config), indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text(json.dumps(to_dict(config), indent=2) + "\n", path)
 
 
 def load_json(path: str | Path) -> Config:

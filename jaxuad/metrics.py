@@ -14,7 +14,6 @@ import numpy as np
 from scipy import stats
 
 from jaxuad.postprocess.bits import from_sortable_keys, sortable_keys
-from jaxuad.restore.ssim import ssim  # noqa: F401  (defined with lambda calibration, its first user)
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -1,9 +1,9 @@
 """Sampling from the prior of a trained generative model.
 
-Works for every model with a prior: the VAEs (``dvae``, ``svae``, ``anovaegan``,
-``vae_chen``), ``gmvae`` (a mixture component, then a Gaussian draw, per latent position),
-``aae`` (N(0, I), the distribution its discriminator pushed codes towards) and ``anogan``.
-Plain autoencoders have no prior and are refused.
+Works for every model whose spec is ``generative`` (:func:`jaxuad.models.model_names`
+lists them): the VAEs, the GMVAE (a mixture component, then a Gaussian draw, per latent
+position), the AAE (N(0, I), the distribution its discriminator pushed codes towards) and
+AnoGAN. Plain autoencoders have no prior and are refused.
 
 Example::
 
@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from jaxuad.config import ConfigError
+from jaxuad.models import MODELS, model_spec
 
 
 def make_sampler(graphdef: nnx.GraphDef):
@@ -33,11 +34,6 @@ def make_sampler(graphdef: nnx.GraphDef):
     return sample
 
 
-def is_generative(model: nnx.Module) -> bool:
-    """Whether the model can sample images from a prior."""
-    return getattr(model, "generative", True) and hasattr(model, "sample")
-
-
 def sample_run(workdir: str | Path, n: int, *, seed: int = 0, step: int | None = None):
     """n images drawn from the prior of the model trained in ``workdir``: [n, S, S] numpy."""
     from jaxuad.train import load_run
@@ -46,10 +42,11 @@ def sample_run(workdir: str | Path, n: int, *, seed: int = 0, step: int | None =
         raise ConfigError(f"-n must be >= 1, got {n}")
     run = load_run(workdir, step)
     config, graphdef, params = run.config, run.graphdef, run.params
-    if not is_generative(nnx.merge(graphdef, params)):
+    if not model_spec(config.model.name).generative:
+        generative = [n for n, s in MODELS.items() if s.generative]
         raise ConfigError(
             f"{workdir}: {config.model.name} is not a generative model (no prior to sample "
-            "from); sampling works for dvae, svae, anovaegan, vae_chen, gmvae, aae and anogan"
+            f"from); sampling works for {', '.join(generative)}"
         )
     images = make_sampler(graphdef)(params, config.train.key(seed), n)
     return np.asarray(images[..., 0])

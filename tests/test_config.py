@@ -39,6 +39,7 @@ def test_override_parses_declared_types():
             "train.learning_rate=0.5",
             "data.path=none",
             "model.features=8,16",
+            "model.bottleneck_res=32",  # two stages reach 32 from 128
             "evaluate.connectivity=6",
         ],
     )
@@ -82,7 +83,7 @@ def test_runs_saved_before_generator_update_load_as_they_were_trained():
     "bad, needle",
     [
         ("restore.prior=l2", "restore.prior: must be one of tv | l1"),
-        ("restore.method=lg", "restore.method: must be one of"),
+        ("restore.method=lg", "restore.method: unknown method 'lg'; registered: reconstruction"),
         ("restore.lam=nan", "restore.lam: must be >= 0"),
         ("restore.steps=0", "restore.steps: must be >= 1"),
         ("data.normalization=robust", "data.normalization: must be one of"),
@@ -94,7 +95,9 @@ def test_runs_saved_before_generator_update_load_as_they_were_trained():
         ("train.learning_rate=-1e-3", "train.learning_rate: must be a finite number > 0"),
         ("train.prng_impl=philox", "train.prng_impl: must be one of"),
         ("model.conv_impl=gpu", "model.conv_impl: must be one of auto | xla | cpu"),
-        ("model.name=unet", "model.name: must be one of"),
+        ("model.name=unet", "model.name: unknown model 'unet'; registered: dae"),
+        ("data.image_size=100", "data.image_size / model.bottleneck_res: bottleneck_res 8"),
+        ("restore.method=atlas", "restore.method: atlas needs a run of a voxel-wise baseline"),
     ],
 )
 def test_values_are_checked_when_the_config_is_built(bad, needle):
@@ -139,7 +142,7 @@ def test_bad_settings_stop_the_commands_before_they_write(tmp_path):
              "--set", "train.epochs=0", cwd=tmp_path)  # fmt: skip
     assert (r.returncode, r.stderr) == (2, "error: train.epochs: must be >= 1, got 0\n")
     for extra, needle in [
-        (["--set", "restore.method=lg"], "restore.method: must be one of"),
+        (["--set", "restore.method=lg"], "unknown method 'lg'"),
         (["--method", "map", "--set", "restore.method=lg_est"], "disagree"),
         (["--lam", "-1"], "restore.lam: must be >= 0"),
     ]:

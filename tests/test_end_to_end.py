@@ -62,7 +62,10 @@ def test_residual_is_the_difference_on_restored_slices_and_zero_elsewhere(
         # (the spatial model is convolutional, so it takes any multiple of 16).
         size = 112 if fit == "pad" else run.config.data.image_size
         data = dataclasses.replace(run.config.data, fit=fit, image_size=size)
-        return dataclasses.replace(run, config=dataclasses.replace(run.config, data=data))
+        # the same four downsamplings: a 7x7 code at 112 (a config check asks for it)
+        model = dataclasses.replace(run.config.model, bottleneck_res=size // 16)
+        config = dataclasses.replace(run.config, data=data, model=model)
+        return dataclasses.replace(run, config=config)
 
     monkeypatch.setattr(jaxuad.train, "load_run", load_run)
     out = tmp_path / "out"

@@ -328,7 +328,7 @@ def test_case13_restore_refuses_a_non_empty_out_and_overwrite_replaces_it(
     names = {p.name for p in out.iterdir()}
     assert names == {"restore.json"} | {
         f"sub-{sid}_{part}.nii.gz"
-        for sid in summary["subjects"]
+        for sid in summary.subjects
         for part in ("restored", "residual", "brainmask", "normalized")
     }
     assert not names & (lesion_files - {"restore.json"})  # no stale subject is left

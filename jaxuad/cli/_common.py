@@ -39,6 +39,33 @@ def add_overrides(p: argparse.ArgumentParser, metavar: str, help: str) -> None:
     )
 
 
+def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
+    """``args.overrides`` (``--set`` assignments) plus one ``section.key=value`` for each
+    option in ``flags`` (option name -> config key) that was given: every flag is sugar
+    for one config key, resolved here. A flag and a ``--set`` of its key that disagree
+    are an error."""
+    from jaxuad.config import parse_overrides
+
+    given = parse_overrides(args.overrides)
+    extra = []
+    for option, key in flags.items():
+        value = getattr(args, option)
+        if value is None:
+            continue
+        section, name = key.split(".")
+        item = f"{key}={value}"
+        if (
+            name in given.get(section, {})
+            and given[section][name] != parse_overrides([item])[section][name]
+        ):
+            raise ConfigError(
+                f"--{option.replace('_', '-')} {value} and --set {key}="
+                f"{given[section][name]} disagree; give one"
+            )
+        extra.append(item)
+    return [*args.overrides, *extra]
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

@@ -10,6 +10,7 @@ from jaxuad.cli._common import (
     add_modality,
     add_overrides,
     add_progress,
+    flag_overrides,
     parser,
     run,
     start_processes,
@@ -24,20 +25,14 @@ outputs (in --out, on each input's grid with its affine, openable in FSLeyes / I
   restore.json                run, method, lambda, timings (compile time; seconds per
                               iteration per image; seconds per subject, I/O included)
 
-methods:
-  reconstruction  one encode-decode pass (Baur et al. 2018); any autoencoding run
-  lg_est          local Gaussian, variance from the L decoder samples (Chen: VAE-LG(est))
-  lg_neural       local Gaussian, variance from the run's variance network (VAE-LG(neural);
-                  AAE-LG on an aae run)
-  map             gradient of the VAE's ELBO (You et al.: VAE-MAP)
-  gmvae_map       the same with the GMVAE's ELBO (GMVAE-MAP); needs a gmvae run
-  anogan          Schlegl's iterative latent search (restore.anogan_steps, default 100)
-baselines (no network; read every table against them):
-  intensity       the scan's distance from its brain's median intensity; with
-                  evaluate.residual_sign=positive the intensity itself (Meissen et al.),
-                  negative for hypointense lesions. --workdir optional (its data settings)
-  atlas           |x - mean| / std of a voxel-wise atlas of the healthy training scans
-                  (--workdir: a run of jaxuad-train --model atlas)
+methods (--method; default: the run's restore.method, e.g. reconstruction for an
+autoencoder, anogan for AnoGAN, atlas for an atlas run):
+{methods}
+Read every table against the voxel-wise baselines (intensity, atlas): intensity's score
+is the scan's distance from its brain's median intensity (with
+evaluate.residual_sign=positive the intensity itself, Meissen et al.; negative for
+hypointense lesions), --workdir optional (its data settings); atlas needs a run of
+jaxuad-train --model atlas.
 
 examples:
   jaxuad-restore --workdir runs/svae --data scans/ --out pred/
@@ -57,15 +52,15 @@ jaxuad/config.py.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jaxuad.config import RESTORE_METHODS as METHODS
+    from jaxuad.restore import method_names, method_spec, method_table
 
     p = parser("jaxuad-restore", "Restore images with a trained model and write residuals.")
-    p.epilog = EPILOG
+    p.epilog = EPILOG.format(methods=method_table())
     p.add_argument(
         "--method",
         default=None,
-        choices=METHODS,
-        help="restoration method (default: --set restore.method, else reconstruction); "
+        choices=method_names(),
+        help="restoration method, sugar for --set restore.method (default: the run's); "
         "see 'methods' below",
     )
     p.add_argument(
@@ -84,6 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         "--calibrate",
         action="store_true",
         help="choose lambda on healthy --data by SSIM and store it in the run directory",
+    )
+    p.add_argument(
+        "--fit-normative",
+        action="store_true",
+        help="fit per-voxel statistics of the method's residuals on healthy --data the model "
+        "did not train on (one grid) and store them in the run, for --normative",
+    )
+    p.add_argument(
+        "--normative",
+        action="store_const",
+        const=True,
+        default=None,
+        help="write the residual as a z-score against the run's normative statistics "
+        "(sugar for --set restore.normative=true)",
+    )
+    p.add_argument(
+        "--fuse",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="with --normative (and --fit-normative): fuse these runs' voxel-wise z-scores "
+        "(e.g. an atlas run) with the run's own, each weighed to count equally at 1 %% "
+        "healthy FPR (sugar for --set restore.fuse=RUN,...)",
     )
     p.add_argument(
         "--prior",
@@ -115,34 +133,36 @@ def main(argv: list[str] | None = None) -> int:
     add_progress(p)
     args = p.parse_args(argv)
 
-    from jaxuad.config import Config, ConfigError, RestoreConfig, override
+    from jaxuad.config import ConfigError, RestoreConfig, parse_overrides
 
-    if not args.calibrate and args.out is None:
-        raise ConfigError("--out is required (unless --calibrate)")
-    bad = [o for o in args.overrides if not o.startswith("restore.")]
+    if args.calibrate and args.fit_normative:
+        raise ConfigError("--calibrate and --fit-normative: give one (calibrate first)")
+    fitting = args.calibrate or args.fit_normative
+    if not fitting and args.out is None:
+        raise ConfigError("--out is required (unless --calibrate or --fit-normative)")
+    if args.fuse is not None:
+        args.fuse = ",".join(args.fuse)
+    sugar = {n: f"restore.{n}" for n in ("prior", "lam", "steps", "method", "normative", "fuse")}
+    changes = parse_overrides(flag_overrides(args, sugar))
+    bad = sorted(set(changes) - {"restore"})
     if bad:
-        raise ConfigError(f"--set only takes restore.* settings here, got {bad}")
-    overrides = {}
-    for item in args.overrides:  # parsed and type-checked like any --set
-        name = item.split("=", 1)[0].removeprefix("restore.")
-        overrides[name] = getattr(override(Config(), [item]).restore, name)
-    for name in ("prior", "lam", "steps", "method"):
-        if getattr(args, name) is not None:
-            if name in overrides and overrides[name] != getattr(args, name):
-                raise ConfigError(
-                    f"--{name} {getattr(args, name)} and --set restore.{name}="
-                    f"{overrides[name]} disagree; give one"
-                )
-            overrides[name] = getattr(args, name)
-    method = overrides.pop("method", "reconstruction")
-    if args.workdir is None and (method != "intensity" or args.calibrate):
+        raise ConfigError(f"--set only takes restore.* settings here, got {', '.join(bad)}.*")
+    overrides = changes.get("restore", {})
+    method = overrides.pop("method", None)
+    if method is not None:
+        method_spec(method)  # a name the registry knows
+    if args.workdir is None and (
+        fitting or method is None or method_spec(method).run == "required"
+    ):
         raise ConfigError("--workdir is required (but for --method intensity)")
+    if args.fit_normative and overrides.get("fuse"):
+        overrides["normative"] = True  # fitting fused scores: the fit itself is normative
     # Checked like any config value, before anything is read or written.
     RestoreConfig(**overrides)
 
     start_processes(args)
     from jaxuad.distributed import is_primary
-    from jaxuad.restore import calibrate, restore_cohort
+    from jaxuad.restore import calibrate, fit_normative_cohort, restore_cohort
 
     common = dict(
         method=method,
@@ -160,31 +180,42 @@ def main(argv: list[str] | None = None) -> int:
         from jaxuad.report import ssim_lambda_figure
 
         ssim_lambda_figure(
-            Path(args.workdir) / f"ssim_lambda_{method}_{e['prior']}.png",
-            e["grid"],
-            e["ssim"],
-            e["lam"],
-            e["ssim_target"],
-            f"{method}, {e['prior']} prior",
+            Path(args.workdir) / f"ssim_lambda_{e.method}_{e.prior}.png",
+            e.grid,
+            e.ssim,
+            e.lam,
+            e.ssim_target,
+            f"{e.method}, {e.prior} prior",
         )
-        curve = ", ".join(f"{g:g}: {s:.3f}" for g, s in zip(e["grid"], e["ssim"], strict=True))
+        curve = ", ".join(f"{g:g}: {s:.3f}" for g, s in zip(e.grid, e.ssim, strict=True))
         print(f"SSIM by lambda: {curve}")
         print(
-            f"lambda = {e['lam']:g}"
-            + ("" if e["target_met"] else f" (no lambda reached SSIM {e['ssim_target']})")
+            f"lambda = {e.lam:g}"
+            + ("" if e.target_met else f" (no lambda reached SSIM {e.ssim_target})")
             + f"; stored in {args.workdir}/calibration.json"
         )
+        return 0
+    if args.fit_normative:
+        fit = fit_normative_cohort(args.workdir, args.data, **common)
+        if is_primary():
+            fused = "".join(f"; fused with {p} (weight {w:.3g})" for p, w in fit.fuse.items()
+                            if p != "self")  # fmt: skip
+            print(
+                f"normative statistics of {fit.method} on {len(fit.subjects)} healthy scans "
+                f"(99th percentile of |z|: {fit.healthy_quantile:.2f}){fused}; stored in "
+                f"{args.workdir}/normative/"
+            )
         return 0
     s = restore_cohort(args.workdir, args.data, args.out, overwrite=args.overwrite, **common)
     if not is_primary():
         return 0
-    if "slices" not in s:  # a voxel-wise baseline
-        print(f"{method}: {len(s['subjects'])} subjects into {args.out}")
+    if not s.network:  # a voxel-wise baseline
+        print(f"{s.method}: {len(s.subjects)} subjects into {args.out}")
         return 0
     print(
-        f"restored {len(s['subjects'])} subjects ({s['slices']} slices, "
-        f"{s['seconds_per_slice'] * 1e3:.2f} ms/slice, "
-        f"{s['seconds_per_iteration_per_image'] * 1e3:.3f} ms/iteration/image) into {args.out}"
+        f"restored {len(s.subjects)} subjects ({s.slices} slices, "
+        f"{s.seconds_per_slice * 1e3:.2f} ms/slice, "
+        f"{s.seconds_per_iteration_per_image * 1e3:.3f} ms/iteration/image) into {args.out}"
     )
     return 0
 

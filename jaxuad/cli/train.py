@@ -14,6 +14,7 @@ from jaxuad.cli._common import (
     start_processes,
 )
 from jaxuad.config import available_models, load_config, override
+from jaxuad.models import model_table
 
 EPILOG = """\
 examples:
@@ -26,9 +27,11 @@ examples:
   jaxuad-train --model vae_chen --data ../shared/data/ixi --workdir runs/chen
   jaxuad-train --model svae --devices 4           # data-parallel over 4 GPUs
 
-models: dae sae dvae svae sae_gan anovaegan (Baur et al. 2018), anogan (Schlegl et al.),
-vae_chen aae gmvae (Chen et al. 2019). Adversarial models and the variance network update
-in phases (see jaxuad/train/schemes.py); metrics.jsonl has one <phase>_loss per phase.
+models:
+{models}
+
+Adversarial models and the variance network update in phases (see
+jaxuad/train/schemes.py); metrics.jsonl has one <phase>_loss per phase.
 
 Every config key can be overridden with --set section.key=value; see configs/<model>.py
 and jaxuad/config.py for the keys and their meaning. The workdir receives config.json,
@@ -39,7 +42,7 @@ exit codes: 0 ok, 2 bad input or config, 3 training diverged (NaN; last good che
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-train", "Train a model of healthy brain anatomy.")
-    p.epilog = EPILOG
+    p.epilog = EPILOG.format(models=model_table())
     p.add_argument(
         "--model",
         required=True,
@@ -123,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         devices=args.devices,
     )
-    if is_primary() and config.model.name == "atlas":
-        print(f"atlas of {result.final_metrics['scans']} scans; run directory: {result.workdir}")
+    if is_primary() and result.state is None:  # fitted in one pass, no network
+        scans = result.final_metrics["scans"]
+        print(f"{config.model.name} of {scans} scans; run directory: {result.workdir}")
     elif is_primary():
         print(
             f"trained {config.model.name} for {result.steps} steps; run directory: {result.workdir}"

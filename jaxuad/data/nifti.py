@@ -6,19 +6,16 @@ file's path, so the command lines can print one line and exit non-zero.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from jaxuad.core.errors import DataError
+from jaxuad.core.io import atomic_path, read_json, write_json, write_text
 
-class DataError(ValueError):
-    """An input file or folder that cannot be used; the message names it and the problem."""
+__all__ = ["DataError", "Volume", "atomic_path", "read_json", "write_json", "write_text"]
 
 
 @dataclass(frozen=True)
@@ -146,53 +143,3 @@ def write_nifti_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
     img.header.set_slope_inter(1.0, 0.0)
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
-
-
-def _umask() -> int:
-    """The process's umask (read by setting it and setting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path):
-    """Yields a temporary path beside ``path`` to write to; it becomes ``path`` only when
-    the block completes, and is removed if it fails, so no partial file is ever left.
-
-    The file gets the permissions a plain ``open`` would give it (0666 less the umask), not
-    the 0600 of a temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix="".join(path.suffixes))
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text(text: str, path: str | Path) -> None:
-    """Writes ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-
-
-def write_json(obj, path: str | Path) -> None:
-    """Writes ``obj`` as indented, strict JSON (NaN and infinity are refused: they are not
-    JSON, and other tools cannot read them), atomically."""
-    write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", path)
-
-
-def read_json(path: str | Path, what: str = "JSON file"):
-    """Reads a JSON file that jaxuad wrote, or raises :class:`DataError` naming it."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: cannot read {what}: {e}") from e

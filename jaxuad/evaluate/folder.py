@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from jaxuad.config import EvaluateConfig
-from jaxuad.data import DataError, iter_volumes, read_json, write_json, write_nifti_like
+from jaxuad.data import DataError, iter_volumes, write_json, write_nifti_like
 from jaxuad.data.preprocess import normalize
 from jaxuad.evaluate.score import EvalResult, Scorer
 from jaxuad.evaluate.thresholds import (
@@ -25,12 +25,12 @@ from jaxuad.evaluate.thresholds import (
     restoration_part,
 )
 from jaxuad.postprocess import Postprocessor
+from jaxuad.restore.summary import RestoreSummary
 
 
-def read_restoration_info(pred) -> dict:
-    """``pred/restore.json`` (the restoration's summary), or {} when absent."""
-    path = Path(pred) / "restore.json"
-    return read_json(path, "restoration summary") if path.is_file() else {}
+def read_restoration_info(pred) -> RestoreSummary | None:
+    """``pred/restore.json`` (the restoration's summary), or None when absent."""
+    return RestoreSummary.read(pred)
 
 
 def read_inputs(pred, data, modality: str, normalization: str, cfg: EvaluateConfig | None = None):
@@ -86,8 +86,8 @@ def evaluate(
         raise ValueError("give exactly one of healthy= and thresholds=")
     pred, out = Path(pred), Path(out)
     info = read_restoration_info(pred)
-    modality = modality or info.get("modality", "T1w")
-    normalization = info.get("normalization", "minmax")
+    modality = modality or (info.modality if info else "T1w")
+    normalization = info.normalization if info else "minmax"
     inputs = list(read_inputs(pred, data, modality, normalization, cfg))
     post = Postprocessor(cfg, devices)
     fitted = (
@@ -131,13 +131,13 @@ def evaluate(
     result = scorer.result(
         pred=str(pred.absolute()),
         data=str(Path(data).absolute()),
-        model=info.get("model"),
-        latent=info.get("latent"),
-        method=info.get("method"),
-        prior=(info.get("restore") or {}).get("prior"),
+        model=info and info.model,
+        latent=info and info.latent,
+        method=info and info.method,
+        prior=info and info.prior,
         modality=modality,
-        seconds_per_slice=info.get("seconds_per_slice"),
-        seconds_per_iteration=info.get("seconds_per_iteration_per_image"),
+        seconds_per_slice=info and info.seconds_per_slice,
+        seconds_per_iteration=info and info.seconds_per_iteration_per_image,
         postprocess={
             "backend": cfg.backend,
             "components_backend": post.components_backend,

@@ -141,8 +141,17 @@ def fit_thresholds_on_folder(
     """:func:`fit_thresholds` on a healthy restoration folder (``jaxuad-restore``'s
     ``sub-<id>_residual``, ``_brainmask`` and, for the priors, ``_normalized`` and
     ``_restored`` NIfTI files)."""
+    from jaxuad.restore.summary import RestoreSummary
+
     healthy = Path(healthy)
-    files = sorted(healthy.glob("sub-*_residual.nii.gz"))
+    summary = RestoreSummary.read(healthy)
+    if summary is not None:  # exactly the subjects that restoration wrote
+        files = [healthy / f"sub-{s}_residual.nii.gz" for s in summary.subjects]
+        for f in files:
+            if not f.is_file():
+                raise DataError(f"{f}: missing, though {healthy}/restore.json lists it")
+    else:
+        files = sorted(healthy.glob("sub-*_residual.nii.gz"))
     if not files:
         raise DataError(
             f"{healthy}: no sub-<id>_residual.nii.gz files (run jaxuad-restore "

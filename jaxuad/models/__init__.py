@@ -1,61 +1,38 @@
-"""Model registry: name -> factory(ModelConfig, image_size, rngs=...) -> nnx.Module.
+"""Models: Flax NNX modules and the registry that names them (:mod:`.registry`; the
+models jaxuad ships are listed in :mod:`.builtin`).
 
 Autoencoding models are called as ``model(x, key=...)`` and return an :class:`AEOutput`;
-generative models (VAEs, GMVAE, AAE, AnoGAN) also have ``sample(key, n)``.
-:func:`jaxuad.train.schemes.phases_for` gives each model's training phases.
+generative models (VAEs, GMVAE, AAE, AnoGAN) also have ``sample(key, n)``. A model's
+training scheme is named by its spec (:data:`jaxuad.train.schemes.SCHEMES`). Any
+autoencoding model gets Chen et al.'s variance network with ``model.variance_net``.
 
-=========  =====================================================  ==========================
-name       model                                                   paper
-=========  =====================================================  ==========================
-dae, dvae  dense AE / VAE                                          Baur et al. 2018
-sae, svae  spatial AE / VAE                                        Baur et al. 2018
-sae_gan    spatial AE + image discriminator ("AE-GAN")             Baur et al. 2018
-anovaegan  spatial VAE + image discriminator                       Baur et al. 2018
-anogan     DCGAN generator + discriminator                         Schlegl et al. 2017
-vae_chen   residual fully convolutional VAE (2x2x256 code)         Chen et al. 2019
-aae        adversarial AE: residual AE + latent discriminator      Chen et al. 2019 (AAE-LG)
-gmvae      residual VAE with a Gaussian-mixture prior              You et al. 2019 (GMVAE-MAP)
-=========  =====================================================  ==========================
-
-Any autoencoding model gets Chen et al.'s variance network with ``model.variance_net``.
+The registry loads without JAX (``jaxuad-train --help`` lists it); the modules load on
+first use.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from jaxuad.config import ModelConfig
+from jaxuad.core.lazy import module_getattr
+from jaxuad.models import builtin  # noqa: F401  (registers the shipped models)
+from jaxuad.models.registry import MODELS, ModelSpec, model_names, model_spec, register_model
 
-from flax import nnx
-
-from jaxuad.config import MODEL_NAMES, ModelConfig
-from jaxuad.models.autoencoders import AEOutput, Autoencoder
-from jaxuad.models.gan import GAN
-from jaxuad.models.layers import resolve_conv_impl
-from jaxuad.models.unet import UNet
-
-_AE = functools.partial
-
-REGISTRY: dict[str, Callable[..., nnx.Module]] = {
-    "dae": _AE(Autoencoder, bottleneck="dense", variational=False),
-    "sae": _AE(Autoencoder, bottleneck="spatial", variational=False),
-    "dvae": _AE(Autoencoder, bottleneck="dense", variational=True),
-    "svae": _AE(Autoencoder, bottleneck="spatial", variational=True),
-    "sae_gan": _AE(Autoencoder, bottleneck="spatial", variational=False, discriminator="image"),
-    "anovaegan": _AE(Autoencoder, bottleneck="spatial", variational=True, discriminator="image"),
-    "vae_chen": _AE(Autoencoder, bottleneck="spatial", variational=True),
-    "aae": _AE(Autoencoder, bottleneck="spatial", variational=False, discriminator="latent"),
-    "gmvae": _AE(Autoencoder, bottleneck="spatial", variational=True, prior="mixture"),
-    "anogan": GAN,
-    "unet_dae": UNet,
+_LAZY = {
+    "AEOutput": "jaxuad.models.autoencoders",
+    "Autoencoder": "jaxuad.models.autoencoders",
+    "GAN": "jaxuad.models.gan",
+    "UNet": "jaxuad.models.unet",
+    "resolve_conv_impl": "jaxuad.models.layers",
 }
 
 
-assert tuple(REGISTRY) == MODEL_NAMES, "jaxuad.config.MODEL_NAMES must list the registry"
+__getattr__ = module_getattr(__name__, _LAZY)
 
 
-def create(cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs) -> nnx.Module:
-    """The model ``cfg.name`` for [B, image_size, image_size, 1] inputs, its convolutions
-    computed as ``cfg.conv_impl`` says (:func:`~jaxuad.models.layers.resolve_conv_impl`).
+def create(cfg: ModelConfig, image_size: int, *, rngs, in_channels: int = 1):
+    """The model ``cfg.name`` (an ``nnx.Module``) for [B, image_size, image_size,
+    in_channels] inputs, its convolutions computed as ``cfg.conv_impl`` says
+    (:func:`~jaxuad.models.layers.resolve_conv_impl`).
 
     Example:
       >>> import dataclasses
@@ -66,20 +43,30 @@ def create(cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs) -> nnx.Module:
       >>> model.decoder.out.conv_impl
       'xla'
     """
-    if cfg.name not in REGISTRY:
-        raise ValueError(f"unknown model {cfg.name!r}; registered: {', '.join(REGISTRY)}")
-    if cfg.name == "anogan" and cfg.variance_net:
-        raise ValueError("anogan has no encoder, so no variance network (model.variance_net)")
-    model = REGISTRY[cfg.name](cfg, image_size, rngs=rngs)
+    from jaxuad.models.layers import resolve_conv_impl
+
+    spec = model_spec(cfg.name)
+    if spec.build is None:
+        raise ValueError(f"{cfg.name} is a baseline without a network; nothing to create")
+    model = spec.build(cfg, image_size, in_channels=in_channels, rngs=rngs)
     model.set_attributes(conv_impl=resolve_conv_impl(cfg.conv_impl), raise_if_not_found=False)
     return model
 
 
+model_table = MODELS.table
+
+
 __all__ = [
     "GAN",
-    "REGISTRY",
+    "MODELS",
     "AEOutput",
     "Autoencoder",
+    "ModelSpec",
+    "UNet",
     "create",
+    "model_names",
+    "model_spec",
+    "model_table",
+    "register_model",
     "resolve_conv_impl",
 ]

@@ -30,6 +30,7 @@ from flax import nnx
 
 from jaxuad.config import ModelConfig
 from jaxuad.models.discriminators import ImageDiscriminator, LatentDiscriminator
+from jaxuad.models.geometry import stage_strides
 from jaxuad.models.layers import Conv, DownConv, ResBlock, UpConv, conv
 from jaxuad.models.priors import MixturePrior, gaussian_log_prob, kl_standard_normal, per_image
 from jaxuad.models.variance import VarianceNet
@@ -44,31 +45,15 @@ class AEOutput(NamedTuple):
     z: jax.Array  # [B, z...] the code that was decoded (a sample, or the mean)
 
 
-def stage_strides(cfg: ModelConfig, image_size: int, bottleneck: str) -> list[int]:
-    n = len(cfg.features)
-    if bottleneck == "dense":
-        n_down = n
-    else:
-        ratio = image_size / cfg.bottleneck_res
-        n_down = round(math.log2(ratio)) if ratio >= 1 else -1
-        if 2**n_down != ratio or not 0 <= n_down <= n:
-            raise ValueError(
-                f"bottleneck_res {cfg.bottleneck_res} needs image_size / bottleneck_res to be "
-                f"a power of two <= 2**{n} (image_size {image_size}, {n} stages)"
-            )
-    if image_size % 2**n_down:
-        raise ValueError(f"image_size {image_size} is not divisible by 2**{n_down}")
-    return [2] * n_down + [1] * (n - n_down)
-
-
 class Encoder(nnx.Module):
     """``len(strides)`` stages from 1 channel to ``features[-1]``. Each stage is one conv
     (``residual=False``, Baur) or a :class:`ResBlock` after a stem conv (Chen)."""
 
-    def __init__(self, features, kernel_size: int, strides, *, residual: bool, rngs: nnx.Rngs):
+    def __init__(self, features, kernel_size: int, strides, *, residual: bool, rngs: nnx.Rngs,
+                 in_channels: int = 1):  # fmt: skip
         k = kernel_size
-        self.stem = conv(1, features[0], k, rngs=rngs) if residual else None
-        chans = ((features[0],) if residual else (1,)) + tuple(features)
+        self.stem = conv(in_channels, features[0], k, rngs=rngs) if residual else None
+        chans = ((features[0],) if residual else (in_channels,)) + tuple(features)
         stages = []
         for i, s in enumerate(strides):
             cin, cout = chans[i], chans[i + 1]
@@ -158,6 +143,7 @@ class Autoencoder(nnx.Module):
         discriminator: str | None = None,
         prior: str = "normal",
         rngs: nnx.Rngs,
+        in_channels: int = 1,
     ):
         if bottleneck not in ("dense", "spatial"):
             raise ValueError(f"bottleneck must be dense or spatial, got {bottleneck!r}")
@@ -171,7 +157,8 @@ class Autoencoder(nnx.Module):
         strides = stage_strides(cfg, image_size, bottleneck)
         self.feature_res = image_size // 2 ** sum(s == 2 for s in strides)
         top, residual = cfg.features[-1], cfg.arch == "chen"
-        self.encoder = Encoder(cfg.features, cfg.kernel_size, strides, residual=residual, rngs=rngs)
+        self.encoder = Encoder(cfg.features, cfg.kernel_size, strides, residual=residual,
+                               rngs=rngs, in_channels=in_channels)  # fmt: skip
         self.decoder = Decoder(cfg.features, cfg.kernel_size, strides, residual=residual, rngs=rngs)
         mult = 2 if variational else 1
         if bottleneck == "dense":

@@ -19,7 +19,9 @@ class GAN(nnx.Module):
     map (r = S / 2**len(features)) and then through the Baur decoder's upsampling stages.
     """
 
-    def __init__(self, cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, image_size: int, *, rngs: nnx.Rngs, in_channels: int = 1):
+        if in_channels != 1:
+            raise ValueError("anogan generates single slices (in_channels must be 1)")
         n = len(cfg.features)
         if image_size % 2**n:
             raise ValueError(f"image_size {image_size} is not divisible by 2**{n}")

@@ -51,7 +51,7 @@ def write_report(out, result: EvalResult) -> None:
     info = read_restoration_info(result.pred)
     vmax = 2 * result.at_threshold[result.seg_threshold].threshold
     inputs = read_inputs(
-        result.pred, result.data, result.modality, info.get("normalization", "minmax")
+        result.pred, result.data, result.modality, info.normalization if info else "minmax"
     )
     for v, _, shown, restored, _ in inputs:
         sid = v.subject

@@ -12,8 +12,9 @@ stay in the work folder; the results folder gets what is meant to be kept: ``tab
 
 Protocols (issue 5):
 
-* **real**: train on healthy IXI T1 (``../shared/data/ixi``), holding out 20 subjects for
-  thresholds and lambda; test on MSLUB T1 (``../shared/data/mslub``). Slices with brain,
+* **real**: train on healthy IXI T1 (``ixi/`` of ``--shared`` or
+  ``$JAXUAD_SHARED_DATA``), holding out 20 subjects for
+  thresholds and lambda; test on MSLUB T1 (``mslub/``). Slices with brain,
   centre-padded 91x109 -> 128x128.
 * **phantom**: the same on jaxuad's brain phantom, once with FLAIR-like and once with
   T1w-like contrast.
@@ -32,10 +33,11 @@ from jaxuad.reproduce.protocols import (
     CHEN_ROWS,
     DATASETS,
     PAPERS,
-    SHARED_DATA,
+    SHARED_DATA_ENV,
     Budget,
     Row,
     row_key,
+    shared_data,
 )
 from jaxuad.reproduce.runner import ReproduceError, Step, default_results, git_commit
 
@@ -45,7 +47,8 @@ __all__ = [
     "CHEN_ROWS",
     "DATASETS",
     "PAPERS",
-    "SHARED_DATA",
+    "SHARED_DATA_ENV",
+    "shared_data",
     "Budget",
     "ReproduceError",
     "Reproduction",

@@ -58,7 +58,7 @@ PAPER_TEXT = {
 
 
 def main(paper: str, argv: list[str] | None = None) -> int:
-    from jaxuad.reproduce import SHARED_DATA
+    from jaxuad.reproduce import SHARED_DATA_ENV, shared_data
 
     title = {"baur": "Baur et al. 2018", "chen": "Chen et al. 2019"}[paper]
     p = parser(f"reproduce-{paper}", f"Reproduce {title}, Table 1, on real scans and the phantom.")
@@ -83,8 +83,8 @@ def main(paper: str, argv: list[str] | None = None) -> int:
     p.add_argument(
         "--shared",
         type=Path,
-        default=SHARED_DATA,
-        help=f"folder holding ixi/ and mslub/ (default: {SHARED_DATA})",
+        default=shared_data(),
+        help=f"folder holding ixi/ and mslub/, for --data real (default: ${SHARED_DATA_ENV})",
     )
     p.add_argument(
         "--work",
@@ -126,6 +126,11 @@ def main(paper: str, argv: list[str] | None = None) -> int:
         for contrast in ["T1w"] if data == "real" else args.contrast:
             jobs.append((data, contrast))
     if "real" in args.data:
+        if args.shared is None:
+            raise DataError(
+                f"--data real needs the real scans: pass --shared FOLDER (with ixi/ and "
+                f"mslub/) or set {SHARED_DATA_ENV} (or run --data phantom)"
+            )
         for sub in ("ixi", "mslub"):
             if not (args.shared / sub).is_dir():
                 raise DataError(

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from jaxuad.data.nifti import write_json, write_text
+from jaxuad.config import RestoreConfig
+from jaxuad.core.io import write_json, write_text
 from jaxuad.reproduce.claims import claims
 from jaxuad.reproduce.protocols import (
     BAUR_ROWS,
@@ -22,7 +23,6 @@ from jaxuad.reproduce.protocols import (
     BUDGETS,
     CHEN_ROWS,
     CHEN_RUNS,
-    SHARED_DATA,
     Budget,
     Row,
     row_key,
@@ -36,6 +36,7 @@ from jaxuad.reproduce.runner import (
     load_json,
     run_command,
 )
+from jaxuad.restore.methods import method_spec
 
 if TYPE_CHECKING:
     from jaxuad.evaluate import EvalResult
@@ -51,7 +52,7 @@ class Reproduction:
     work: Path
     results: Path
     contrast: str = "T1w"
-    shared: Path = SHARED_DATA
+    shared: Path | None = None  # folder with ixi/ and mslub/ (real scans only)
     only: tuple[str, ...] = ()  # row keys or run names to restrict to (default: all)
     progress: bool = True  # each command's own progress bar (with its ETA)
     phantom: Path | None = None  # an existing jaxuad-phantom folder (default: generate one)
@@ -134,11 +135,11 @@ class Reproduction:
         return [a for s in sets for a in ("--set", s)]
 
     def _restore_overrides(self, method: str) -> list[str]:
-        b = self.budget
-        if method in ("reconstruction", "intensity", "atlas"):
+        b, spec = self.budget, method_spec(method)
+        if not spec.network or spec.iterations(RestoreConfig()) == 1:
             return []
-        values = {"anogan_steps": b.anogan_steps}
-        if method != "anogan":
+        values = {"anogan_steps": b.anogan_steps}  # the latent search's
+        if spec.needs_lambda:
             values = {
                 "steps": b.steps,
                 "learning_rate": b.restore_learning_rate,
@@ -151,12 +152,10 @@ class Reproduction:
         return [a for s in sets for a in ("--set", s)]
 
     def _evaluate_overrides(self, row: Row) -> list[str]:
-        """The intensity baseline scores the intensity itself: its negative on T1, where MS
-        lesions are hypointense, the intensity on FLAIR and T2 (hyperintense lesions)."""
-        if row.method != "intensity":
-            return []
-        sign = "negative" if self.contrast == "T1w" else "positive"
-        return ["--set", f"evaluate.residual_sign={sign}"]
+        """What a method's rows evaluate with on this contrast (the intensity baseline scores
+        the intensity itself: its negative on T1, the intensity on FLAIR and T2)."""
+        sets = method_spec(row.method).evaluate(self.contrast)
+        return [a for k, v in sets.items() for a in ("--set", f"evaluate.{k}={v}")]
 
     def data_steps(self) -> list[Step]:
         """Generating the phantom (nothing for real scans or a given ``phantom``)."""
@@ -188,7 +187,7 @@ class Reproduction:
         mod = ["--modality", self.contrast]
         steps = []
         rows = self.rows()
-        for run in dict.fromkeys(r.run for r in rows if r.run != "intensity"):
+        for run in dict.fromkeys(r.run for r in rows if r.run in runs):
             model, variant = runs[run]
             variant = (
                 f"{variant}-smoke" if variant and self.budget.variant == "smoke" else variant
@@ -213,7 +212,7 @@ class Reproduction:
                     )
                 )  # fmt: skip
             preds = {}
-            run_dir = () if row.run == "intensity" else ("--workdir", str(wd))
+            run_dir = ("--workdir", str(wd)) if row.run in runs else ()
             for part, data in (("healthy", held_csv), ("test", test)):
                 preds[part] = self.work / "pred" / key / part
                 steps.append(

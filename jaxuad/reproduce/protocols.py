@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 PAPERS = ("baur", "chen")
 DATASETS = ("real", "phantom")
-# The project's data folder beside its checkout; bin/reproduce-* run from the checkout.
-SHARED_DATA = Path("../shared/data")
+# Where the real scans are (ixi/, mslub/): --shared, else this environment variable
+# (bin/reproduce-* set it to the ../shared/data beside the checkout).
+SHARED_DATA_ENV = "JAXUAD_SHARED_DATA"
+
+
+def shared_data() -> Path | None:
+    """The data folder named by ``$JAXUAD_SHARED_DATA``, or None."""
+    value = os.environ.get(SHARED_DATA_ENV)
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True)

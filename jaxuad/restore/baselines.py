@@ -16,9 +16,12 @@ outside the brain mask the restoration is the scan and the residual 0.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from jaxuad.train.atlas import Atlas
+from jaxuad.config import Config, ConfigError, load_json
+from jaxuad.train.atlas import Atlas, load_atlas
 
 
 def intensity(x: np.ndarray, brainmask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,3 +37,29 @@ def atlas(x: np.ndarray, brainmask: np.ndarray, model: Atlas) -> tuple[np.ndarra
     MIN_SCANS training brains hold the voxel (elsewhere the scan itself, residual 0)."""
     restored = np.where(model.valid(brainmask), model.mean, x).astype(np.float32)
     return restored, model.score(x, brainmask)
+
+
+def intensity_method(workdir=None):
+    """The ``intensity`` method: (config, fn) with the data settings of the run in
+    ``workdir`` (any run; the defaults without one) and ``fn(x, volume)`` as
+    :func:`intensity`."""
+    if workdir is None:
+        config = Config()
+    else:
+        if not (Path(workdir) / "config.json").is_file():
+            raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
+        config = load_json(Path(workdir) / "config.json")
+    return config, lambda x, vol: intensity(x, vol.brainmask)
+
+
+def atlas_method(workdir):
+    """The ``atlas`` method: (config, fn) of the atlas run in ``workdir``; ``fn(x, volume)``
+    as :func:`atlas`, after checking the volume is on the atlas's grid."""
+    config, model = load_atlas(workdir)
+
+    def fn(x, vol):
+        model.check_grid(vol)
+        return atlas(x, vol.brainmask, model)
+
+    fn.check = model.check_grid  # every grid is checked before anything is written
+    return config, fn

@@ -9,9 +9,15 @@ For every subject the output folder receives, on the input's grid and with its a
   restoration, so the folder alone can calibrate thresholds (``jaxuad-evaluate
   --healthy``), including the priors that need the input (``evaluate.positive_only``);
 
-and ``restore.json`` records the run, method, lambda and timings: compile time apart, and
-seconds per iteration per image. Axial slices outside the run's slice selection are not
-processed: there the restoration equals the input and the residual is 0.
+and ``restore.json`` (:class:`~jaxuad.restore.summary.RestoreSummary`) records the run,
+method, lambda and timings: compile time apart, and seconds per iteration per image. Axial
+slices outside the run's slice selection are not processed: there the restoration equals
+the input and the residual is 0.
+
+The folder is written as one transaction (:class:`jaxuad.core.io.OutputFolder`): built
+beside ``out`` and swapped in when complete, so a failure, a full disk, Ctrl-C or SIGTERM
+(held until the subject in progress is done) leaves the earlier result or nothing. ``out``
+is never an input folder, inside one or holding one.
 
 Slices go through the compiled function in fixed-size chunks (``restore.batch_size``; the
 last one padded, so it compiles once), which bounds memory. Chunk i uses
@@ -22,9 +28,10 @@ is split over them by slice, so the chunks, keys and results are those of one de
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,32 +40,31 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import (
-    BASELINE_METHODS,
-    RESTORE_METHODS,
-    Config,
-    ConfigError,
-    RestoreConfig,
-)
+from jaxuad.config import Config, ConfigError, DataConfig, RestoreConfig, load_json
+from jaxuad.core.io import OutputFolder, check_apart
+from jaxuad.core.signals import held_interrupts
 from jaxuad.data import (
+    DataError,
+    discover,
     iter_volumes,
     pad_rows,
     slice_volume,
-    write_json,
     write_nifti_like,
 )
-from jaxuad.restore.iterative import iterations, restore
-from jaxuad.restore.reconstruction import latent_description
-
-METHODS = RESTORE_METHODS
+from jaxuad.data.nifti import same_grid
+from jaxuad.models import model_spec
+from jaxuad.restore.iterative import restore
+from jaxuad.restore.methods import method_spec
+from jaxuad.restore.summary import RestoreSummary, owned_files
 
 
 def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config, mesh=None):
-    """``fn(params, y, mask, key, lam) -> x`` jitted, for every method (reconstruction
-    ignores mask, key and lam). y, mask: [B, S, S, 1]; lam: scalar or [B]. With a ``mesh``,
-    x comes back split over it by slice, like y and mask (params, key, lam replicated)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; available: {', '.join(METHODS)}")
+    """``fn(params, y, mask, key, lam) -> x`` jitted, for every network method (one-pass
+    methods ignore mask, key and lam). y: [B, S, S, C], mask: [B, S, S, 1]; lam: scalar or
+    [B]. With a ``mesh``, x comes back split over it by slice, like y and mask (params, key,
+    lam replicated)."""
+    if not method_spec(method).network:
+        raise ConfigError(f"{method} is a voxel-wise baseline: it restores no slices")
     rc, tc = config.restore, config.train
 
     def fn(params, y, mask, key, lam):
@@ -70,7 +76,7 @@ def make_restorer(method: str, graphdef: nnx.GraphDef, config: Config, mesh=None
 
 
 def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) -> np.ndarray:
-    """Runs ``fn`` over [N, S, S, 1] in chunks of ``batch_size`` (the last padded) and
+    """Runs ``fn`` over [N, S, S, C] in chunks of ``batch_size`` (the last padded) and
     returns [N, S, S, 1] on the host. With a ``mesh``, each chunk is split over it (``fn``
     from :func:`make_restorer` with the same mesh; params replicated on it)."""
     n = images.shape[0]
@@ -93,8 +99,9 @@ def run_slices(fn, params, images, masks, key, lam, batch_size: int, mesh=None) 
 
 
 def resolve_lambda(workdir, method: str, rc: RestoreConfig) -> float:
-    """``restore.lam`` if set, else the calibrated value stored in the run directory."""
-    if method in ("reconstruction", "anogan"):
+    """``restore.lam`` if set, else the calibrated value stored in the run directory (0 for
+    methods without a prior weight)."""
+    if not method_spec(method).needs_lambda:
         return 0.0
     if rc.lam is not None:
         return float(rc.lam)
@@ -110,6 +117,16 @@ def resolve_lambda(workdir, method: str, rc: RestoreConfig) -> float:
     return lam
 
 
+def run_config(workdir) -> Config | None:
+    """The config.json of the run in ``workdir`` (None without a workdir)."""
+    if workdir is None:
+        return None
+    path = Path(workdir) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
+    return load_json(path)
+
+
 def prepare(
     workdir,
     method: str,
@@ -117,155 +134,129 @@ def prepare(
     step: int | None = None,
     restore_overrides: dict | None = None,
 ):
-    """(config with restore overrides, data config for ``modality``, graphdef, params)."""
+    """(config with ``method`` and the restore overrides, data config for ``modality``,
+    graphdef, params). The config is checked as a whole: a method the run's model does
+    not accept is a :class:`ConfigError` here."""
     from jaxuad.train import load_run  # late import: train pulls in optax/orbax
 
     run = load_run(workdir, step)
     config, graphdef, params = run.config, run.graphdef, run.params
-    if restore_overrides:
-        config = dataclasses.replace(
-            config, restore=dataclasses.replace(config.restore, **restore_overrides)
-        )
+    config = dataclasses.replace(
+        config,
+        restore=dataclasses.replace(config.restore, **(restore_overrides or {}), method=method),
+    )
     dc = config.data
     if modality is not None:
         dc = dataclasses.replace(dc, modality=modality)
     return config, dc, graphdef, params
 
 
-OUTPUT_PARTS = ("restored", "residual", "brainmask", "normalized")
+def input_locations(data, modality: str) -> tuple[set[Path], set[Path]]:
+    """(folders, files) an output folder must stay apart from: the folder of every scan and
+    mask ``data`` names, and ``data`` itself (a folder, or a manifest file)."""
+    data = Path(data)
+    folders = {
+        p.parent for s in discover(data, modality) for p in (s.image, s.brainmask, s.lesion) if p
+    }
+    return (folders | {data}, set()) if data.is_dir() else (folders, {data})
 
 
-def _stale_outputs(out: Path, overwrite: bool) -> list[Path]:
-    """The files of an earlier restoration in ``out``, to remove before writing (checked
-    before anything runs): refused without ``overwrite``. Process 0 alone writes, and checks."""
-    if not distributed.is_primary():
-        return []
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a folder (--out)")
-    present = sorted(out.iterdir()) if out.is_dir() else []
-    if present and not overwrite:
-        raise ConfigError(
-            f"{out}: already holds {len(present)} files; choose a new --out, or pass "
-            "--overwrite to replace the restoration there"
-        )
-    parts = "|".join(OUTPUT_PARTS)
-    ours = re.compile(rf"(sub-.+_({parts})\.nii\.gz|restore\.json|\.tmp-.*)")
-    return [p for p in present if p.is_file() and ours.fullmatch(p.name)]
+def preflight(out, data, modality: str) -> None:
+    """Checks, before anything runs, that ``out`` is apart from every input (process 0
+    alone writes, and checks)."""
+    if distributed.is_primary():
+        check_apart(out, *input_locations(data, modality))
 
 
-def _write_cohort(out: Path, stale: list[Path], volumes, restore_one, method: str, progress):
-    """Writes every subject's outputs, ``restore_one(vol) -> (restored, residual,
-    normalised)`` each [X, Y, Z]; a failure or Ctrl-C halfway removes what was written, so
-    no partial cohort is left. Only process 0 writes. Returns the subjects' ids."""
+def write_cohort(out, volumes, restore_one, summarize, *, method: str, progress=True,
+                 overwrite=False) -> RestoreSummary:  # fmt: skip
+    """Writes every subject's outputs and the summary into ``out`` as one transaction.
+
+    ``restore_one(vol) -> (restored, residual, normalised)``, each [X, Y, Z];
+    ``summarize(subjects) -> RestoreSummary``. SIGINT and SIGTERM are held until the
+    subject in progress is written, then end the run with nothing changed in ``out``. Only
+    process 0 writes (every process restores)."""
     primary = distributed.is_primary()
-    created = not out.exists()
-    if primary:
-        for path in stale:
-            path.unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    subjects = []
     bar = tqdm(
         volumes, desc=f"restore ({method})", unit="subject", disable=not (progress and primary)
     )
-    try:
-        for vol in bar:
-            restored, residual, x = restore_one(vol)
-            if primary:
+    if not primary:
+        subjects = [restore_one(vol) and vol.subject for vol in bar]
+        return summarize(subjects)
+    with OutputFolder(out, overwrite=overwrite, owned=owned_files) as folder:
+        with held_interrupts() as pending:
+            subjects = []
+            for vol in bar:
+                if pending:
+                    pending.pop()()
+                restored, residual, x = restore_one(vol)
                 for array, part in ((restored, "restored"), (residual, "residual"),
                                     (vol.brainmask, "brainmask"), (x, "normalized")):  # fmt: skip
-                    path = out / f"sub-{vol.subject}_{part}.nii.gz"
-                    write_nifti_like(array, vol, path)
-                    written.append(path)
-            subjects.append(vol.subject)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        if primary and created and not any(out.iterdir()):
-            out.rmdir()
-        raise
-    return subjects
-
-
-def _restore_baseline(workdir, data, out: Path, method: str, stale, progress, modality=None,
-                      **_) -> dict:  # fmt: skip
-    """The voxel-wise baselines (:mod:`jaxuad.restore.baselines`): ``intensity`` with the
-    data settings of ``workdir`` (any run; the defaults without one), ``atlas`` with the
-    atlas run in ``workdir``."""
-    from jaxuad.config import load_json
-    from jaxuad.data.preprocess import preprocess
-    from jaxuad.restore import baselines
-    from jaxuad.train.atlas import load_atlas
-
-    if method == "atlas":
-        if workdir is None:
-            raise ConfigError("--method atlas needs --workdir, a run of jaxuad-train --model atlas")
-        config, atlas = load_atlas(workdir)
-    elif workdir is not None:
-        if not (Path(workdir) / "config.json").is_file():
-            raise ConfigError(f"{workdir}: not a jaxuad run (no config.json)")
-        config = load_json(Path(workdir) / "config.json")
-    else:
-        config = Config()
-    dc = config.data if modality is None else dataclasses.replace(config.data, modality=modality)
-    volumes = list(iter_volumes(data, dc.modality))
-    if method == "atlas":
-        for vol in volumes:  # every grid checked before anything is written
-            atlas.check_grid(vol)
-
-    def restore_one(vol):
-        x = preprocess(vol, dc)
-        if method == "atlas":
-            return (*baselines.atlas(x, vol.brainmask, atlas), x)
-        return (*baselines.intensity(x, vol.brainmask), x)
-
-    t0 = time.perf_counter()
-    subjects = _write_cohort(out, stale, volumes, restore_one, method, progress)
-    summary = {
-        "method": method,
-        "run": None if workdir is None else str(Path(workdir).absolute()),
-        "data": str(data),
-        "modality": dc.modality,
-        "model": method,
-        "latent": None,
-        "normalization": dc.normalization,
-        "subjects": subjects,
-        "seconds_per_subject": (time.perf_counter() - t0) / max(len(subjects), 1),
-    }
-    if distributed.is_primary():
-        write_json(summary, out / "restore.json")
+                    write_nifti_like(array, vol, folder.path / f"sub-{vol.subject}_{part}.nii.gz")
+                subjects.append(vol.subject)
+            summary = summarize(subjects)
+            summary.write(folder.path)
+            if pending:
+                pending.pop()()
+            folder.commit()
     return summary
 
 
-def restore_cohort(
-    workdir,
-    data,
-    out,
-    *,
-    method: str = "reconstruction",
-    seed: int = 0,
-    progress=True,
-    devices: int | None = None,
-    overwrite: bool = False,
-    **options,
-) -> dict:
-    """Restores every subject of ``data`` with the model trained in ``workdir``.
+class Restorer(NamedTuple):
+    """A method ready to restore a cohort's volumes, one at a time.
 
-    ``out`` must be new or empty; with ``overwrite``, the restoration outputs already there
-    (every subject's, and ``restore.json``) are removed first, so the folder never mixes
-    two restorations.
-
-    ``options``: ``modality``, ``step`` (checkpoint), ``restore_overrides`` (a dict of
-    :class:`RestoreConfig` fields). ``devices``: split each chunk of slices over this many
-    devices (default: all); the results are those of one device. All input volumes are
-    validated (and lambda resolved) before anything is written, so bad input leaves no
-    partial output. Only process 0 of a multi-process run writes. Returns the summary also
-    written to ``out/restore.json``.
+    ``restore_one(volume) -> (restored, residual, normalised)``, each [X, Y, Z] on the
+    volume's grid; ``summarize(subjects) -> RestoreSummary`` once they are done.
     """
-    out = Path(out)
-    stale = _stale_outputs(out, overwrite)
-    if method in BASELINE_METHODS:
-        return _restore_baseline(workdir, data, out, method, stale, progress, **options)
+
+    method: str
+    config: Config  # the run's config with this restoration's settings
+    data: DataConfig  # the data settings the volumes are read with (modality resolved)
+    restore_one: Callable
+    summarize: Callable
+
+
+def _voxelwise_restorer(workdir, data, method, modality=None, restore_overrides=None,
+                        **_) -> Restorer:  # fmt: skip
+    """A voxel-wise baseline (:mod:`jaxuad.restore.baselines`) on whole volumes."""
+    from jaxuad.data.preprocess import preprocess
+
+    spec = method_spec(method)
+    if workdir is None and spec.run == "required":
+        raise ConfigError(f"--method {method} needs --workdir, a run it accepts")
+    config, fn = spec.voxelwise(workdir)
+    restore = dataclasses.replace(config.restore, **(restore_overrides or {}), method=method)
+    config = dataclasses.replace(config, restore=restore)  # checked: method against model
+    dc = config.data if modality is None else dataclasses.replace(config.data, modality=modality)
+    t0 = time.perf_counter()
+
+    def restore_one(vol):
+        getattr(fn, "check", lambda v: None)(vol)
+        x = preprocess(vol, dc)
+        return (*fn(x, vol), x)
+
+    def summarize(subjects):
+        return RestoreSummary(
+            method=method,
+            run=None if workdir is None else str(Path(workdir).absolute()),
+            data=str(data),
+            modality=dc.modality,
+            model=method if workdir is None else config.model.name,
+            latent=None,
+            normalization=dc.normalization,
+            subjects=tuple(subjects),
+            seconds_per_subject=(time.perf_counter() - t0) / max(len(subjects), 1),
+        )
+
+    restore_one.check = getattr(fn, "check", lambda v: None)
+    return Restorer(method, config, dc, restore_one, summarize)
+
+
+def _network_restorer(workdir, data, method, seed=0, devices=None, **options) -> Restorer:
+    """A network method: slices through the compiled restoration, in chunks."""
+    if workdir is None:
+        raise ConfigError(f"--method {method} needs --workdir, a trained run")
+    spec = method_spec(method)
     config, dc, graphdef, params = prepare(workdir, method, **options)
     bs = config.restore.batch_size
     mesh = distributed.make_mesh(devices)
@@ -278,7 +269,6 @@ def restore_cohort(
     params = distributed.put(params, distributed.replicated(mesh))
     fn = make_restorer(method, graphdef, config, mesh)
     lam = resolve_lambda(workdir, method, config.restore)
-    volumes = list(iter_volumes(data, dc.modality))
     rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
     shape = jax.ShapeDtypeStruct((bs, dc.image_size, dc.image_size, 1), jnp.float32, sharding=rows)
     key = config.train.key(seed)
@@ -291,7 +281,8 @@ def restore_cohort(
         jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
     ).compile()
     compile_s = time.perf_counter() - t0
-    timing = {"run_s": 0.0, "slices": 0}
+    timing = {"run_s": 0.0, "slices": 0, "start": time.perf_counter()}
+    done: list[str] = []
 
     def restore_one(vol):
         vs = slice_volume(vol, dc)
@@ -303,39 +294,217 @@ def restore_cohort(
         done.append(vol.subject)
         return (*vs.restored_volume(restored_slices), vs.normalized)
 
-    done: list[str] = []
-    t_all = time.perf_counter()
-    subjects = _write_cohort(out, stale, volumes, restore_one, method, progress)
-    per_subject = (time.perf_counter() - t_all) / max(len(subjects), 1)
-    n_slices, run_s = timing["slices"], timing["run_s"]
-
     rc = config.restore
-    iters = 1 if method == "reconstruction" else iterations(method, rc)
-    summary = {
-        "method": method,
-        "run": str(Path(workdir).absolute()),
-        "data": str(data),
-        "modality": dc.modality,
-        "model": config.model.name,
-        "latent": latent_description(config),
-        "normalization": dc.normalization,
-        "subjects": subjects,
-        "slices": n_slices,
-        "compile_s": compile_s,
-        "seconds_per_slice": run_s / max(n_slices, 1),
-        "seconds_per_subject": per_subject,
-        "iterations": iters,
-        "seconds_per_iteration_per_image": run_s / max(n_slices, 1) / iters,
-        "device": jax.devices()[0].platform,
-        "devices": int(mesh.devices.size),
-        "seed": seed,
-    }
-    if method not in ("reconstruction",):
-        summary["restore"] = dataclasses.asdict(rc)
-        summary["lam"] = lam
+
+    def summarize(subjects):
+        n_slices, run_s = timing["slices"], timing["run_s"]
+        iters = spec.iterations(rc)
+        spec_m = model_spec(config.model.name)
+        settings = spec.needs_lambda or iters > 1
+        return RestoreSummary(
+            method=method,
+            run=str(Path(workdir).absolute()),
+            data=str(data),
+            modality=dc.modality,
+            model=config.model.name,
+            latent=spec_m.latent(config.model) if spec_m.latent else None,
+            normalization=dc.normalization,
+            subjects=tuple(subjects),
+            seconds_per_subject=(time.perf_counter() - timing["start"]) / max(len(subjects), 1),
+            slices=n_slices,
+            compile_s=compile_s,
+            seconds_per_slice=run_s / max(n_slices, 1),
+            iterations=iters,
+            seconds_per_iteration_per_image=run_s / max(n_slices, 1) / iters,
+            device=jax.devices()[0].platform,
+            devices=int(mesh.devices.size),
+            seed=seed,
+            restore=dataclasses.asdict(rc) if settings else None,
+            lam=lam if settings else None,
+        )
+
+    return Restorer(method, config, dc, restore_one, summarize)
+
+
+def restorer(workdir, data, *, method: str | None = None, **options) -> Restorer:
+    """The :class:`Restorer` of ``method`` (default: the run's ``restore.method``) with the
+    run in ``workdir``; ``options`` as for :func:`restore_cohort`."""
+    if method is None:
+        stored = run_config(workdir)
+        method = stored.restore.method if stored is not None else Config().restore.method
+    if method_spec(method).network:
+        return _network_restorer(workdir, data, method, **options)
+    return _voxelwise_restorer(workdir, data, method, **options)
+
+
+def signed(restored: np.ndarray, residual: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The signed score of a restoration: ``residual`` with the sign of ``x - restored``."""
+    return np.where(x >= restored, residual, -residual).astype(np.float32)
+
+
+def _with_normative(r: Restorer, workdir, data) -> Restorer:
+    """``r`` scored against the run's normative statistics (and fused with the parts of
+    ``restore.fuse``, :mod:`jaxuad.restore.normative`): the residual becomes |z| and the
+    restoration ``x - z * scale``, the run's restoration plus its healthy bias (and the
+    other parts' evidence), so ``x - restored`` has the sign of z."""
+    from jaxuad.restore.normative import fused_score, load_normative
+
+    rc = r.config.restore
+    prior = rc.prior if method_spec(r.method).needs_lambda else None
+    fit, stats = load_normative(workdir, r.method, prior)
+    parts, weights = [], [fit.fuse.get("self", 1.0)]
+    for part in rc.fuse:
+        key = str(Path(part).absolute())
+        if key not in fit.fuse:
+            raise ConfigError(
+                f"{workdir}: its normative fit has no weight for the fused run {part}; refit "
+                f"with jaxuad-restore --fit-normative ... --fuse {' '.join(rc.fuse)}"
+            )
+        parts.append(restorer(part, data, modality=r.data.modality))
+        weights.append(fit.fuse[key])
+
+    def restore_one(vol):
+        restored, _, x = r.restore_one(vol)
+        z = stats.standardize(x - restored, vol.brainmask)
+        if parts:
+            z = fused_score([z, *(signed(*p.restore_one(vol)) for p in parts)], weights)
+        valid = stats.valid(vol.brainmask)
+        restored = np.where(valid, x - z * stats.scale, restored).astype(np.float32)
+        return restored, np.abs(z) * valid, x
+
+    def check(vol):
+        stats.check_grid(vol)
+        for p in (r, *parts):
+            getattr(p.restore_one, "check", lambda v: None)(vol)
+
+    def summarize(subjects):
+        normative = {
+            "fitted_on": fit.data,
+            "subjects": list(fit.subjects),
+            "smooth_mm": fit.smooth_mm,
+            "min_scale": fit.min_scale,
+            "fuse": {p: fit.fuse[str(Path(p).absolute())] for p in rc.fuse},
+        }
+        return dataclasses.replace(r.summarize(subjects), normative=normative)
+
+    restore_one.check = check
+    return r._replace(restore_one=restore_one, summarize=summarize)
+
+
+def restore_cohort(
+    workdir,
+    data,
+    out,
+    *,
+    method: str | None = None,
+    seed: int = 0,
+    progress=True,
+    devices: int | None = None,
+    overwrite: bool = False,
+    **options,
+) -> RestoreSummary:
+    """Restores every subject of ``data`` with the run in ``workdir``.
+
+    ``out`` must be apart from the inputs, and new or empty; with ``overwrite`` it may hold
+    an earlier restoration (nothing else), which is replaced only once the new one is
+    complete. The folder never mixes two restorations and never holds half of one.
+
+    ``method``: a registered method (default: the run's ``restore.method``). ``options``:
+    ``modality``, ``step`` (checkpoint), ``restore_overrides`` (a dict of
+    :class:`RestoreConfig` fields; ``normative=True`` scores against the run's normative
+    statistics). ``devices``: split each chunk of slices over this many devices (default:
+    all); the results are those of one device. All input volumes are validated (and lambda
+    resolved) before anything is written. Only process 0 of a multi-process run writes.
+    Returns the summary also written to ``out/restore.json``.
+    """
+    out = Path(out)
+    if distributed.is_primary():  # new, empty or (overwrite) an earlier restoration's
+        OutputFolder(out, overwrite=overwrite, owned=owned_files).check()
+    stored = run_config(workdir)
+    if method is None:
+        method = stored.restore.method if stored is not None else Config().restore.method
+    modality = options.get("modality") or (stored or Config()).data.modality
+    preflight(out, data, modality)
+    r = restorer(workdir, data, method=method, seed=seed, devices=devices, **options)
+    if r.config.restore.normative:
+        r = _with_normative(r, workdir, data)
+    volumes = list(iter_volumes(data, r.data.modality))
+    for vol in volumes:  # every grid checked before anything is written
+        getattr(r.restore_one, "check", lambda v: None)(vol)
+    return write_cohort(out, volumes, r.restore_one, r.summarize, method=method,
+                        progress=progress, overwrite=overwrite)  # fmt: skip
+
+
+def fit_normative_cohort(
+    workdir, data, *, method: str | None = None, seed: int = 0, progress=True, **options
+):
+    """Fits the normative statistics of ``method``'s residuals on the healthy scans of
+    ``data`` (the model must not have trained on them) and stores them in the run, with
+    the fusion weights of ``restore.fuse``'s runs when given. Returns the
+    :class:`~jaxuad.restore.normative.NormativeFit`."""
+    from jaxuad.restore.normative import (
+        NormativeFit,
+        fit_normative,
+        fusion_weights,
+        save_normative,
+    )
+
+    overrides = dict(options.pop("restore_overrides", None) or {})
+    fuse = tuple(overrides.pop("fuse", ()))
+    overrides["normative"] = False  # the raw residuals are what is fitted
+    r = restorer(workdir, data, method=method, seed=seed, restore_overrides=overrides,
+                 **options)  # fmt: skip
+    rc = dataclasses.replace(r.config.restore, normative=bool(fuse), fuse=fuse)
+    parts = [restorer(p, data, modality=r.data.modality) for p in rc.fuse]
+    volumes = list(iter_volumes(data, r.data.modality))
+    if not volumes:
+        raise DataError(f"{data}: no healthy scans to fit normative statistics on")
+    for vol in volumes[1:]:
+        if not same_grid(vol.image.shape, vol.affine, volumes[0].image.shape, volumes[0].affine):
+            raise DataError(
+                f"sub-{vol.subject}: grid differs from sub-{volumes[0].subject}'s; normative "
+                "statistics need healthy scans on one grid"
+            )
+    signed_d, masks, part_scores = [], [], [[] for _ in parts]
+    with_lambda = method_spec(r.method).needs_lambda
+    bar = tqdm(volumes, desc=f"normative ({r.method})", unit="subject", disable=not progress)
+    for vol in bar:
+        restored, _, x = r.restore_one(vol)
+        signed_d.append(x - restored)
+        masks.append(vol.brainmask)
+        for scores, p in zip(part_scores, parts, strict=True):
+            scores.append(signed(*p.restore_one(vol)))
+    v0 = volumes[0]
+    stats = fit_normative(
+        signed_d, masks, v0.affine, v0.voxel_size,
+        smooth_mm=rc.normative_smooth_mm, min_scale=rc.normative_min_scale,
+    )  # fmt: skip
+    valid = [stats.valid(m) for m in masks]
+    own = [stats.standardize(d, m) for d, m in zip(signed_d, masks, strict=True)]
+    (w_self, *w_parts) = fusion_weights([own, *part_scores], valid)
+    fuse = {str(Path(p).absolute()): w for p, w in zip(rc.fuse, w_parts, strict=True)}
+    fuse["self"] = w_self
+    fit = NormativeFit(
+        method=r.method,
+        prior=rc.prior if with_lambda else None,
+        data=str(data),
+        subjects=tuple(v.subject for v in volumes),
+        smooth_mm=rc.normative_smooth_mm,
+        min_scale=rc.normative_min_scale,
+        healthy_quantile=1.0 / w_self,
+        fuse=fuse if parts else {},
+    )
     if distributed.is_primary():
-        write_json(summary, out / "restore.json")
-    return summary
+        save_normative(workdir, fit, stats)
+    return fit
 
 
-__all__ = ["METHODS", "make_restorer", "restore_cohort", "run_slices"]
+__all__ = [
+    "Restorer",
+    "fit_normative_cohort",
+    "make_restorer",
+    "restore_cohort",
+    "restorer",
+    "run_slices",
+    "write_cohort",
+]

@@ -30,18 +30,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxuad.config import (
-    BASELINE_METHODS,
-    ITERATIVE_METHODS,
-    RESTORE_METHODS,
-    ConfigError,
-    RestoreConfig,
-    TrainConfig,
-)
+from jaxuad.config import ConfigError, RestoreConfig, TrainConfig
 from jaxuad.models.priors import per_image
 from jaxuad.models.variance import decoder_samples
-
-ITERATIVE = ITERATIVE_METHODS
 
 
 def tv(d: jax.Array, eps: float) -> jax.Array:
@@ -80,96 +71,26 @@ class Restoration(NamedTuple):
     cost: jax.Array  # [steps] mean data term per image over the run (for convergence plots)
 
 
-def check_method(method: str, model) -> None:
-    """Raises ConfigError unless ``model`` can be restored with ``method`` (any of
-    :data:`~jaxuad.config.RESTORE_METHODS`, reconstruction included)."""
-    if method not in RESTORE_METHODS:
-        raise ConfigError(f"unknown method {method!r}; available: {', '.join(RESTORE_METHODS)}")
-    if method in BASELINE_METHODS:
-        raise ConfigError(
-            f"{method} is a voxel-wise baseline without a model: use restore_cohort or "
-            "jaxuad.restore.baselines"
-        )
-    if method == "lg_neural" and not getattr(model, "has_variance_net", False):
-        raise ConfigError(
-            "lg_neural needs a model trained with a variance network "
-            "(jaxuad-train --variance-net, or model.variance_net=true)"
-        )
-    if method == "gmvae_map" and getattr(model, "prior_kind", None) != "mixture":
-        raise ConfigError("gmvae_map needs a gmvae run")
-    if method in ("map", "gmvae_map") and not getattr(model, "variational", False):
-        raise ConfigError(f"{method} needs a variational model (its ELBO)")
-    if method == "anogan" and not hasattr(model, "generate"):
-        raise ConfigError("anogan restoration needs an anogan run")
-    if method != "anogan" and not hasattr(model, "encode"):
-        raise ConfigError(
-            f"{method} needs an autoencoding model (this one has no encoder); "
-            "use --method anogan (iterative latent search)"
-        )
+def reconstruct(model, y, mask, key, cfg, lam=None, train_cfg=None) -> Restoration:
+    """Baur et al. 2018: one deterministic pass, ``model(y).recon`` (mask, key and lam
+    unused; a denoising UNet's pass is its restoration too)."""
+    return Restoration(model(y).recon, jnp.zeros((0,), y.dtype))
 
 
-def restore(
-    method: str,
-    model,
-    y: jax.Array,
-    mask: jax.Array,
-    key: jax.Array,
-    cfg: RestoreConfig,
-    lam: jax.Array | float | None = None,
-    train_cfg: TrainConfig | None = None,
-    x0: jax.Array | None = None,
-) -> Restoration:
-    """Restores a batch. jit-compatible (``method``, ``cfg`` and ``train_cfg`` static).
-
-    Args:
-      method: ``reconstruction`` (one encode-decode pass; mask, key and lam unused) or
-        one of :data:`ITERATIVE`.
-      model: the trained model (an ``nnx.Module``, e.g. ``nnx.merge(graphdef, params)``).
-      y: [B, S, S, 1] observed images, normalised as in training.
-      mask: [B, S, S, 1] brain mask (1 inside); X only changes inside it.
-      key: PRNG key.
-      cfg: steps, learning rate, prior, samples, ... (:class:`RestoreConfig`).
-      lam: weight of R, a scalar or one per image ([B]), so a lambda grid is one batch.
-        Default: ``cfg.lam``; an error when both are None (``anogan`` needs none).
-      train_cfg: the run's training config: reconstruction loss and KL weight of the
-        ELBO; required for ``map`` / ``gmvae_map`` (Baur's and Chen's ELBOs differ, so
-        there is no default).
-
-    Raises:
-      ConfigError: an unknown method, a model without what the method needs, no lambda,
-        or ``map``/``gmvae_map`` without ``train_cfg``.
-      x0: the starting image (default: X0 = Y, as Chen et al.).
-    """
-    check_method(method, model)
-    if method == "reconstruction":  # Baur et al.: one encode-decode pass
-        return Restoration(model(y).recon, jnp.zeros((0,), y.dtype))
-    mask = mask.astype(y.dtype)
-    if method == "anogan":
-        return _anogan(model, y, key, cfg)
+def _lambda(method: str, lam, cfg: RestoreConfig, y: jax.Array) -> jax.Array:
     lam = cfg.lam if lam is None else lam
     if lam is None:
         raise ConfigError(
             f"{method}: no lambda; pass lam= or set restore.lam (jaxuad-restore --calibrate "
             "finds one)"
         )
-    if method in ("map", "gmvae_map") and train_cfg is None:
-        raise ConfigError(f"{method}: pass train_cfg=, the run's TrainConfig (its ELBO)")
-    lam = jnp.broadcast_to(jnp.asarray(lam, y.dtype), y.shape[:1])[:, None, None, None]
-    if method in ("map", "gmvae_map"):
-        from jaxuad.train.losses import negative_elbo
+    return jnp.broadcast_to(jnp.asarray(lam, y.dtype), y.shape[:1])[:, None, None, None]
 
-        tc = train_cfg
 
-        def data_grad(x, k):
-            cost, g = jax.value_and_grad(lambda x: negative_elbo(model, x, k, tc).sum())(x)
-            return g, cost / x.shape[0]
-    else:
-        variance = "est" if method == "lg_est" else "neural"
-
-        def data_grad(x, k):
-            mu, var = local_gaussian(model, x, k, cfg.samples, variance, cfg.min_variance)
-            d = x - mu
-            return d / var, jnp.mean(per_image(d * d / var)) / 2
+def _descend(data_grad, y, mask, key, cfg: RestoreConfig, lam, x0=None) -> Restoration:
+    """``cfg.steps`` Adam steps on X from X0 = Y (or ``x0``) along ``data_grad(x, key) +
+    lam grad_X R(Y, X)``, inside the brain mask, as one ``lax.scan``."""
+    mask = mask.astype(y.dtype)
 
     def prior_grad(x):
         return jax.grad(lambda x: prior_cost(cfg.prior, y, x, cfg.tv_eps).sum())(x)
@@ -188,7 +109,50 @@ def restore(
     return Restoration(x, costs)
 
 
-def _anogan(model, y: jax.Array, key: jax.Array, cfg: RestoreConfig) -> Restoration:
+def local_gaussian_restoration(
+    variance: str, model, y, mask, key, cfg, lam=None, train_cfg=None, x0=None
+) -> Restoration:
+    """Chen et al. 2019, Eq. 4: LG(est) with ``variance="est"``, LG(neural) with
+    ``"neural"`` (the module docstring has the step)."""
+    lam = _lambda(f"lg_{variance}", lam, cfg, y)
+
+    def data_grad(x, k):
+        mu, var = local_gaussian(model, x, k, cfg.samples, variance, cfg.min_variance)
+        d = x - mu
+        return d / var, jnp.mean(per_image(d * d / var)) / 2
+
+    return _descend(data_grad, y, mask, key, cfg, lam, x0)
+
+
+def lg_est_restoration(model, y, mask, key, cfg, lam=None, train_cfg=None, x0=None):
+    """VAE-LG(est): :func:`local_gaussian_restoration` with the samples' variance."""
+    return local_gaussian_restoration("est", model, y, mask, key, cfg, lam, train_cfg, x0)
+
+
+def lg_neural_restoration(model, y, mask, key, cfg, lam=None, train_cfg=None, x0=None):
+    """VAE-LG(neural): :func:`local_gaussian_restoration` with the variance network."""
+    return local_gaussian_restoration("neural", model, y, mask, key, cfg, lam, train_cfg, x0)
+
+
+def map_restoration(model, y, mask, key, cfg, lam=None, train_cfg=None, x0=None) -> Restoration:
+    """You et al. 2019 (Chen's VAE-MAP / GMVAE-MAP baselines): descend the model's
+    negative ELBO plus ``lam R``; the ELBO's likelihood is the run's (``train_cfg``)."""
+    from jaxuad.train.losses import negative_elbo
+
+    if train_cfg is None:
+        raise ConfigError("MAP restoration: pass train_cfg=, the run's TrainConfig (its ELBO)")
+    lam = _lambda("MAP restoration", lam, cfg, y)
+
+    def data_grad(x, k):
+        cost, g = jax.value_and_grad(lambda x: negative_elbo(model, x, k, train_cfg).sum())(x)
+        return g, cost / x.shape[0]
+
+    return _descend(data_grad, y, mask, key, cfg, lam, x0)
+
+
+def latent_search(model, y, mask, key, cfg, lam=None, train_cfg=None) -> Restoration:
+    """Schlegl et al. 2017 (AnoGAN): z* = argmin (1 - a) ||Y - G(z)||_1 + a ||f(Y) -
+    f(G(z))||_1 by ``restore.anogan_steps`` Adam steps from z ~ N(0, I); returns G(z*)."""
     a = cfg.anogan_feature_weight
     f_y = model.disc.features(y)
 
@@ -211,9 +175,48 @@ def _anogan(model, y: jax.Array, key: jax.Array, cfg: RestoreConfig) -> Restorat
     return Restoration(model.generate(z), costs)
 
 
-def iterations(method: str, cfg: RestoreConfig) -> int:
-    """How many iterations ``method`` runs under ``cfg`` (for time per iteration)."""
-    return cfg.anogan_steps if method == "anogan" else cfg.steps
+def restore(
+    method: str,
+    model,
+    y: jax.Array,
+    mask: jax.Array,
+    key: jax.Array,
+    cfg: RestoreConfig,
+    lam: jax.Array | float | None = None,
+    train_cfg: TrainConfig | None = None,
+    x0: jax.Array | None = None,
+) -> Restoration:
+    """Restores a batch with the registered ``method`` (:data:`jaxuad.restore.METHODS`).
+    jit-compatible (``method``, ``cfg`` and ``train_cfg`` static).
+
+    Args:
+      method: a network method, e.g. ``reconstruction`` (one pass; mask, key and lam
+        unused), ``lg_est``, ``lg_neural``, ``map``, ``gmvae_map``, ``anogan``.
+      model: the trained model (an ``nnx.Module``, e.g. ``nnx.merge(graphdef, params)``).
+      y: [B, S, S, C] observed images, normalised as in training (C neighbouring slices).
+      mask: [B, S, S, 1] brain mask (1 inside); X only changes inside it.
+      key: PRNG key.
+      cfg: steps, learning rate, prior, samples, ... (:class:`RestoreConfig`).
+      lam: weight of R, a scalar or one per image ([B]), so a lambda grid is one batch.
+        Default: ``cfg.lam``; an error when both are None for a method that needs one.
+      train_cfg: the run's training config: reconstruction loss and KL weight of the
+        ELBO; required for ``map`` / ``gmvae_map`` (Baur's and Chen's ELBOs differ, so
+        there is no default).
+      x0: the starting image of a descent (default: X0 = Y, as Chen et al.).
+
+    Returns:
+      :class:`Restoration`: x [B, S, S, 1], the per-step cost.
+
+    Raises:
+      ConfigError: an unknown method, a voxel-wise one, no lambda, or ``map``/``gmvae_map``
+        without ``train_cfg``.
+    """
+    from jaxuad.restore.methods import method_spec
+
+    spec = method_spec(method)
+    spec.check_model(model)
+    extra = {} if x0 is None else {"x0": x0}
+    return spec.restore(model, y, mask, key, cfg, lam, train_cfg, **extra)
 
 
 def lg(
@@ -233,5 +236,4 @@ def lg(
     "neural" (the model's variance network) or "est" (sample variance of the L decoder
     samples). jit it with ``static_argnames=("prior", "steps", "variance", "samples")``."""
     cfg = RestoreConfig(prior=prior, steps=steps, learning_rate=learning_rate, samples=samples)
-    method = {"neural": "lg_neural", "est": "lg_est"}[variance]
-    return restore(method, model, y, mask, key, cfg, lam).x
+    return local_gaussian_restoration(variance, model, y, mask, key, cfg, lam).x

@@ -58,7 +58,7 @@ def fit_atlas(volumes, dc: DataConfig, progress: bool = False) -> Atlas:
     preprocessed and normalised as ``dc`` says."""
     total = total_sq = count = affine = None
     first = None
-    for vol in tqdm(volumes, desc="atlas", unit="scan", disable=not progress):
+    for vol in tqdm(volumes, desc="voxel statistics", unit="scan", disable=not progress):
         x = preprocess(vol, dc).astype(np.float64)
         m = vol.brainmask.astype(bool)
         if total is None:

@@ -6,9 +6,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -19,13 +17,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import BASELINE_MODELS, Config, ConfigError, save_json, to_dict
+from jaxuad.config import Config, ConfigError, save_json, to_dict
+from jaxuad.core.signals import held_interrupts
 from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
 from jaxuad.data.preprocess import with_fitted_landmarks
-from jaxuad.train.atlas import train_atlas
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
-from jaxuad.train.schemes import phases_for, total_steps
+from jaxuad.train.schemes import phases_for, scheme_of, total_steps
 from jaxuad.train.step import TrainState, init_state, make_train_step
 
 
@@ -118,15 +116,16 @@ def _locked(workdir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _remove_new_run(workdir: Path, created: bool) -> None:
-    """After a fresh run failed before its first checkpoint: removes what it wrote, so a
-    failed start leaves no half run folder behind."""
-    if created:
+def _remove_new_run(workdir: Path, before: set[str] | None) -> None:
+    """After a fresh run failed before its first checkpoint: removes what it wrote (the
+    folder, if it made it; else only the entries that were not there before), so a failed
+    start leaves no half run behind and nothing of the user's is touched."""
+    if before is None:
         shutil.rmtree(workdir, ignore_errors=True)
         return
-    for name in ("config.json", "metrics.jsonl", ".lock"):
-        (workdir / name).unlink(missing_ok=True)
-    shutil.rmtree(workdir / "checkpoints", ignore_errors=True)
+    for path in workdir.iterdir():
+        if path.name not in before:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def train(
@@ -157,8 +156,38 @@ def train(
       TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
     """
     workdir = Path(workdir)
+    with _run_folder(workdir) as before:
+        try:
+            return _train_in(config, workdir, resume, images, stop_after, progress, devices)
+        except BaseException:
+            if distributed.is_primary() and not resume and not _has_checkpoints(workdir):
+                _remove_new_run(workdir, before)
+            raise
+
+
+@contextlib.contextmanager
+def _run_folder(workdir: Path):
+    """Creates ``workdir`` if needed and holds its lock before anything else happens, so
+    two trainings started at once on one new folder cannot both run (process 0 only: the
+    others of a multi-process run share its folder). Yields the names the folder held
+    before (None when this call created it). A failure to take the lock removes nothing:
+    the folder is the other training's."""
     if workdir.exists() and not workdir.is_dir():
         raise ConfigError(f"{workdir}: exists and is not a folder (--workdir)")
+    if not distributed.is_primary():
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield set()
+        return
+    try:
+        workdir.mkdir(parents=True)
+        before = None
+    except FileExistsError:
+        before = {p.name for p in workdir.iterdir()}
+    with _locked(workdir):  # on failure the folder is another training's, even if made here
+        yield before
+
+
+def _train_in(config, workdir, resume, images, stop_after, progress, devices) -> TrainResult:
     if config.data.histogram_match and not config.data.histogram_landmarks:
         if images is not None:
             raise ConfigError(
@@ -167,22 +196,17 @@ def train(
             )
         data = with_fitted_landmarks(config.data, training_volumes(config))
         config = dataclasses.replace(config, data=data)
-    if config.model.name in BASELINE_MODELS:  # the voxel-wise atlas: one pass, no network
+    fit = scheme_of(config).fit
+    if fit is not None:  # a baseline without a network: one pass over the scans
         if not distributed.is_primary():
             return TrainResult(None, 0, {}, workdir)
-        with _locked(workdir) if workdir.is_dir() else contextlib.nullcontext():
-            atlas = train_atlas(config, workdir, training_volumes(config), progress)
-        return TrainResult(None, 0, {"scans": int(atlas.count.max())}, workdir)
-    primary = distributed.is_primary()
-    with contextlib.ExitStack() as stack:
-        if primary and workdir.is_dir():
-            stack.enter_context(_locked(workdir))
-        return _train(config, workdir, stack, resume, images, stop_after, progress, devices)
+        return TrainResult(None, 0, fit(config, workdir, training_volumes(config), progress),
+                           workdir)  # fmt: skip
+    return _train(config, workdir, resume, images, stop_after, progress, devices)
 
 
-def _train(config, workdir, stack, resume, images, stop_after, progress, devices):
+def _train(config, workdir, resume, images, stop_after, progress, devices):
     tc = config.train
-    primary = distributed.is_primary()
     has_checkpoints = _has_checkpoints(workdir)
     if has_checkpoints and not resume:
         raise ConfigError(
@@ -216,58 +240,8 @@ def _train(config, workdir, stack, resume, images, stop_after, progress, devices
     total = total_steps(config, steps_per_epoch)
     phases = phases_for(config, steps_per_epoch)
 
-    created = not workdir.exists()
-    workdir.mkdir(parents=True, exist_ok=True)
-    if primary and created:
-        stack.enter_context(_locked(workdir))
-        if _has_checkpoints(workdir):  # another run started here meanwhile
-            raise ConfigError(f"{workdir}: another run started in this folder meanwhile")
-    try:
-        return _loop(config, workdir, images, phases, mesh, total, steps_per_epoch,
-                     stop_after, progress)  # fmt: skip
-    except BaseException:
-        if primary and not resume and not _has_checkpoints(workdir):
-            _remove_new_run(workdir, created)
-        raise
-
-
-@contextlib.contextmanager
-def _interrupts_between_steps():
-    """Holds SIGINT and SIGTERM until the training loop is between two steps.
-
-    The train step donates its state, so an interrupt raised while a step runs leaves the
-    loop's ``state`` naming deleted buffers and the checkpoint saved on the way out fails.
-    Inside this context a signal whose handler is a Python function (Ctrl-C's
-    ``KeyboardInterrupt``, the commands' SIGTERM handler) is queued: yields the queue, and
-    the loop calls the queued handler before its next step (or on leaving the context, for
-    one that came during the last step). A second signal while one is queued runs its
-    handler at once (press Ctrl-C twice to stop mid-step). Signals left to
-    the operating system (``SIG_DFL``, ``SIG_IGN``) are not touched, and outside the main
-    thread nothing is.
-    """
-    pending: list = []
-    if threading.current_thread() is not threading.main_thread():
-        yield pending
-        return
-    saved = {}
-
-    def hold(signum, frame):
-        handler = saved[signum]
-        if pending:
-            handler(signum, frame)
-            return
-        pending.append(lambda: handler(signum, None))
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if callable(signal.getsignal(sig)):
-            saved[sig] = signal.signal(sig, hold)
-    try:
-        yield pending
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-    if pending:  # one that came during the last step (not reached on an exception)
-        pending.pop()()
+    return _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after,
+                 progress)  # fmt: skip
 
 
 def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after, progress):
@@ -346,7 +320,7 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
     step = start
     try:
         sharded = distributed.batch_sharding(mesh)
-        with _interrupts_between_steps() as pending:
+        with held_interrupts() as pending:
             for batch in prefetch(batches(), put=lambda b: distributed.put(b, sharded)):
                 if pending:
                     pending.pop()()  # the signal's own handler: KeyboardInterrupt

@@ -138,9 +138,9 @@ def test_sharded_calibration_equals_unsharded(trained_run, phantom_dir):
     )
     one = calibrate(trained_run, phantom_dir / "healthy", devices=1, **opts)
     four = calibrate(trained_run, phantom_dir / "healthy", devices=4, **opts)
-    assert len(four["ssim"]) == 3 and four["devices"] == 4
-    np.testing.assert_allclose(four["ssim"], one["ssim"], atol=1e-6)
-    assert four["lam"] == one["lam"]
+    assert len(four.ssim) == 3 and four.devices == 4
+    np.testing.assert_allclose(four.ssim, one.ssim, atol=1e-6)
+    assert four.lam == one.lam
 
 
 def test_restoration_chunk_must_divide(trained_run, phantom_dir, tmp_path):

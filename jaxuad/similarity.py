@@ -1,6 +1,6 @@
-"""SSIM (Wang et al. 2004), for choosing lambda (Chen et al. 2019, Sec. 2.3); also
-exported as :func:`jaxuad.metrics.ssim`. It sits with restoration, the first stage that
-needs it, so restoration does not import the metrics stage above it."""
+"""SSIM (Wang et al. 2004): image similarity, for choosing lambda (Chen et al. 2019,
+Sec. 2.3) and for measuring restorations. A stage of its own below restoration, which is
+its first user."""
 
 from __future__ import annotations
 

@@ -9,7 +9,9 @@ the brain, would not.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -18,10 +20,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad import distributed
-from jaxuad.config import BASELINE_METHODS, ConfigError
+from jaxuad.config import ConfigError
 from jaxuad.data import iter_volumes, pad_rows, slice_volume, stack_images, write_json
-from jaxuad.restore.cohort import make_restorer, prepare
-from jaxuad.restore.ssim import ssim
+from jaxuad.restore.cohort import make_restorer, prepare, run_config
+from jaxuad.restore.methods import method_spec
+from jaxuad.similarity import ssim
 from jaxuad.train.run import CALIBRATION_FILE, calibration_key, read_calibration
 
 
@@ -40,16 +43,38 @@ def _flat(a, shape) -> jax.Array:
     return jnp.asarray(np.broadcast_to(a, shape).reshape(-1, *shape[2:]))
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """A lambda calibration (one entry of ``calibration.json``, keyed ``method/prior``)."""
+
+    method: str
+    lam: float  # the chosen lambda
+    prior: str
+    target_met: bool  # whether any lambda of the grid reached the SSIM target
+    grid: tuple[float, ...]  # [G] lambdas tried, ascending
+    ssim: tuple[float, ...]  # [G] mean SSIM of each
+    ssim_target: float
+    ssim_over: str  # brain: window centres inside the brain mask | frame
+    slices: int
+    data: str
+    seconds: float
+    devices: int
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {**d, "grid": list(self.grid), "ssim": list(self.ssim)}
+
+
 def calibrate(
     workdir,
     data,
     *,
-    method: str,
+    method: str | None = None,
     seed: int = 0,
     progress=True,
     devices: int | None = None,
     **options,
-) -> dict:
+) -> Calibration:
     """Chooses lambda as Chen et al. do: restores healthy slices for every lambda of
     ``restore.lam_grid`` (vmapped over the grid) and keeps the smallest lambda whose mean
     SSIM(restored, original) over brain tissue is at least ``restore.ssim_target``. Stores
@@ -57,8 +82,10 @@ def calibrate(
     method and prior) and returns them (``jaxuad-restore --calibrate`` then plots
     ``<workdir>/ssim_lambda_<method>_<prior>.png``). On several ``devices`` the
     grid is split over them (padded with copies of its last value): every lambda sees the
-    same slices and keys as on one device. ``options`` as for :func:`restore_cohort`."""
-    if method in ("reconstruction", "anogan", *BASELINE_METHODS):
+    same slices and keys as on one device. ``options`` as for :func:`restore_cohort`;
+    ``method`` defaults to the run's ``restore.method``."""
+    method = method or run_config(workdir).restore.method
+    if not method_spec(method).needs_lambda:
         raise ConfigError(f"{method} has no lambda to calibrate")
     config, dc, graphdef, params = prepare(workdir, method, **options)
     rc = config.restore
@@ -106,25 +133,26 @@ def calibrate(
         raise ConfigError(f"{data}: no calibration slice has brain tissue away from its edges")
     mean_ssim = np.nanmean(scores, axis=1)
     lam, met = pick_lambda(grid, mean_ssim, rc.ssim_target)
-    entry = {
-        "lam": lam,
-        "prior": rc.prior,
-        "target_met": met,
-        "grid": grid.tolist(),
-        "ssim": mean_ssim.tolist(),
-        "ssim_target": rc.ssim_target,
-        "ssim_over": rc.ssim_region,  # brain: window centres inside the brain mask
-        "slices": int(np.sum(~np.isnan(scores[0]))),
-        "data": str(data),
-        "seconds": time.perf_counter() - t0,
-        "devices": int(mesh.devices.size),
-    }
+    entry = Calibration(
+        method=method,
+        lam=lam,
+        prior=rc.prior,
+        target_met=met,
+        grid=tuple(grid.tolist()),
+        ssim=tuple(mean_ssim.tolist()),
+        ssim_target=rc.ssim_target,
+        ssim_over=rc.ssim_region,
+        slices=int(np.sum(~np.isnan(scores[0]))),
+        data=str(data),
+        seconds=time.perf_counter() - t0,
+        devices=int(mesh.devices.size),
+    )
     if not primary:
         return entry
     stored = read_calibration(workdir)
-    stored[calibration_key(method, rc.prior)] = entry
+    stored[calibration_key(method, rc.prior)] = entry.to_json()
     write_json(stored, Path(workdir) / CALIBRATION_FILE)
     return entry
 
 
-__all__ = ["calibrate", "pick_lambda"]
+__all__ = ["Calibration", "calibrate", "pick_lambda"]
