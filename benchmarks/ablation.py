@@ -1,27 +1,25 @@
-"""The effect of each of issue 26's changes, one at a time, on real scans (IXI T1 -> MSLUB T1).
+"""The detection methods one change at a time on real scans (IXI T1 -> MSLUB T1).
 
-Rows are restorations: the two voxel-wise baselines, and any trained runs given with
-``--run NAME=WORKDIR[:METHOD]``. Each row is evaluated under pipeline variants, each
-differing from the one before in one setting:
+Rows are restorations: the two voxel-wise baselines (the atlas fitted without and with
+histogram matching, and the intensity), and any trained runs given with
+``--run NAME=WORKDIR[:METHOD]``. Every row is scored in each of the scorings of issue 37,
+one addition at a time, and evaluated alike (mm post-processing, residuals where the scan is
+darker than its restoration, as MS lesions are on T1):
 
-* ``voxels``: Baur's post-processing in voxels (5x5x5 median, 3 erosions, 6 voxels),
-  residuals of both signs: the pipeline before issue 26;
-* ``mm``: the same sizes in mm (5 mm, 3 mm, 6 mm³);
-* ``mm+negative``: only residuals where the scan is darker than its restoration (MS
-  lesions are hypointense on T1).
+* ``raw``: the restoration's residual;
+* ``per-scan``: each scan's signed score standardised by its own median and MAD;
+* ``normative``: the residual as a per-voxel z-score against the run's residuals on the
+  20 healthy normative subjects (``jaxuad-restore --fit-normative``); trained runs only;
+* ``fused`` / ``fused-match``: that z-score fused with the atlas's (without / with
+  histogram matching), each weighed to count equally at 1 % healthy FPR;
+* and ``+per-scan`` after each of these.
 
-The preprocessing column says what every scan went through before the row's model saw it:
-the baselines are fitted three times (``none``; ``match``: histogram matching to the
-training cohort; ``match+denoise``: curvature flow first, then matching), the last two
-evaluated as ``mm+negative``; a trained run keeps the preprocessing it was trained with
-(read from its ``config.json``), and its training budget (steps, epochs, images seen, from
-its ``metrics.jsonl``) is recorded beside it.
-
-The 20 held-out IXI subjects (the last by sorted id, as the reproductions hold out) are
-split: thresholds are fitted on the first 10, and their false-positive rate is measured on
-the other 10 ("healthy FPR on unseen scans" against the 1 % it was fitted for). Every
-command is written to ``commands.sh``; ``ablation.json`` and ``table.md`` go to the output
-folder (default ``results/<date>-<commit>/ablation-real``).
+The 120 IXI subjects, sorted by id: the first 100 fit the atlases; trained runs are meant to
+train on the first 80 (``model-train.csv``) so that subjects 81-100 (``normative.csv``) are
+healthy scans they never saw; thresholds are fitted on subjects 101-110 (``fit.csv``) and
+their false-positive rate measured on 111-120 (``check.csv``). Every command is written to
+``commands.sh``; ``ablation.json``, ``table.md`` and ``ablation.png`` go to the output
+folder (default ``results/<date>-<commit>/ablation-real``). ``--from-json`` redraws them.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 from pathlib import Path
 
 from benchmarks import CommandLog
@@ -40,17 +37,28 @@ from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import calibrated_lambda
 
 SHARED = Path("../shared/data")
-VARIANTS = {
-    "voxels": ["evaluate.units=voxels"],
-    "mm": [],
-    "mm+negative": ["evaluate.residual_sign=negative"],
-}
+EVALUATE = ["evaluate.residual_sign=negative"]  # mm post-processing, dark lesions on T1
 # The baselines' preprocessing: data settings of each refitted atlas.
-PREPROCESSING = {
-    "none": [],
-    "match": ["data.histogram_match=true"],
-    "match+denoise": ["data.histogram_match=true", "data.curvature_flow=5"],
-}
+PREPROCESSING = {"none": [], "match": ["data.histogram_match=true"]}
+BASELINE_SCORINGS = ("raw", "per-scan")
+RUN_SCORINGS = (
+    "raw", "per-scan", "normative", "normative+per-scan", "fused", "fused+per-scan",
+    "fused-match", "fused-match+per-scan",
+)  # fmt: skip
+
+
+def scoring_args(scoring: str, atlases: dict) -> list[str]:
+    """jaxuad-restore options of a scoring name (``fused-match+per-scan``, ...)."""
+    parts, out = scoring.split("+"), []
+    if parts[0] in ("normative", "fused", "fused-match"):
+        out.append("--normative")
+    if parts[0] == "fused":
+        out += ["--fuse", str(atlases["none"])]
+    if parts[0] == "fused-match":
+        out += ["--fuse", str(atlases["match"])]
+    if "per-scan" in parts:
+        out.append("--per-scan")
+    return out
 
 
 def preprocessing_of(workdir) -> str:
@@ -116,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     sh = CommandLog(out / "commands.sh", f"jaxuad ablation on real scans, commit {git_commit()}")
 
     ixi = sorted(discover(args.shared / "ixi", "T1w"), key=lambda s: s.id)
-    train, fit, check = ixi[:-20], ixi[-20:-10], ixi[-10:]
+    splits = {"train": ixi[:100], "model-train": ixi[:80], "normative": ixi[80:100],
+              "fit": ixi[100:110], "check": ixi[110:120]}  # fmt: skip
     manifests = {}
-    for name, subjects in (("train", train), ("fit", fit), ("check", check)):
+    for name, subjects in splits.items():
         manifests[name] = work / f"{name}.csv"
         with manifests[name].open("w", newline="") as f:
             w = csv.writer(f)
@@ -136,98 +145,62 @@ def main(argv: list[str] | None = None) -> int:
            "T1w", "--workdir", str(wd), *extra, quiet,
            done=(wd / "atlas.npz").is_file())  # fmt: skip
 
-    # (row, preprocessing, variant) -> (restore argv without --data/--out, evaluate overrides)
-    rows: dict[tuple[str, str, str], tuple[list[str], list[str]]] = {}
+    # (row, preprocessing, scoring) -> jaxuad-restore argv without --data/--out
+    rows: dict[tuple[str, str, str], list[str]] = {}
     budgets: dict[str, dict] = {}
     for pre, atlas in atlases.items():
-        for variant, sets in VARIANTS.items():
-            if pre != "none" and variant != "mm+negative":
-                continue
-            rows["atlas", pre, variant] = (["--method", "atlas", "--workdir", str(atlas)], sets)
-            # intensity takes its data settings (the landmarks) from a run; on T1 its score
-            # is the negative intensity (Meissen et al.'s baseline for hypointense lesions)
-            # in every variant, so its `mm` row would repeat `mm+negative`.
-            if variant == "mm":
-                continue
-            unsigned = [s for s in sets if "residual_sign" not in s]
-            rows["intensity", pre, variant] = (
-                ["--method", "intensity", "--workdir", str(atlas)],
-                [*unsigned, "evaluate.residual_sign=negative"],
-            )
+        for scoring in BASELINE_SCORINGS:
+            extra = scoring_args(scoring, atlases)
+            rows["atlas", pre, scoring] = ["--method", "atlas", "--workdir", str(atlas), *extra]
+            if pre == "none":  # intensity: the scan itself (its negative, on T1)
+                rows["intensity", pre, scoring] = ["--method", "intensity", *extra]
     settings = [a for kv in args.restore_set for a in ("--set", kv)]
     prior = dict(kv.split("=", 1) for kv in args.restore_set).get("restore.prior", "tv")
     lams: dict[str, float] = {}
     for spec in args.run:
         name, rest = spec.split("=", 1)
         wd, _, method = rest.partition(":")
+        method = method or "reconstruction"
         budgets[name] = budget_of(wd)
-        if method and method_spec(method).needs_lambda:
+        if method_spec(method).needs_lambda:
             # lambda by SSIM >= 0.95 on the fitting subjects' brain tissue, stored in the run
             sh("jaxuad-restore", "--calibrate", "--workdir", wd, "--data",
                str(manifests["fit"]), "--modality", "T1w", "--method", method, *settings, quiet,
                done=calibrated_lambda(wd, method, prior) is not None)  # fmt: skip
             lams[name] = calibrated_lambda(wd, method, prior)
-        for variant, sets in VARIANTS.items():
-            rows[name, preprocessing_of(wd), variant] = (
-                ["--method", method or "reconstruction", "--workdir", wd, *settings],
-                sets,
-            )
+        # per-voxel statistics of the run's residuals on the 20 healthy scans it never saw,
+        # with the weights of both atlases for fusion
+        stem = method if not method_spec(method).needs_lambda else f"{method}-{prior}"
+        sh("jaxuad-restore", "--fit-normative", "--workdir", wd, "--data",
+           str(manifests["normative"]), "--modality", "T1w", "--method", method, *settings,
+           "--fuse", str(atlases["none"]), str(atlases["match"]), quiet,
+           done=(Path(wd) / "normative" / f"{stem}.npz").is_file())  # fmt: skip
+        for scoring in RUN_SCORINGS:
+            rows[name, preprocessing_of(wd), scoring] = [
+                "--method", method, "--workdir", wd, *settings,
+                *scoring_args(scoring, atlases),
+            ]  # fmt: skip
 
     results = {}
-    restored: dict[str, Path] = {}
-    for (row, pre, variant), (restore_argv, sets) in rows.items():
-        key = shlex.join(restore_argv)
-        if key not in restored:
-            restored[key] = work / "pred" / f"{row}-{pre}-{len(restored)}"
-            for part, data in (("fit", manifests["fit"]), ("check", manifests["check"]),
-                               ("test", test)):  # fmt: skip
-                dst = restored[key] / part
-                sh(
-                    "jaxuad-restore",
-                    *restore_argv,
-                    "--data",
-                    str(data),
-                    "--modality",
-                    "T1w",
-                    "--out",
-                    str(dst),
-                    "--overwrite",
-                    quiet,
-                    done=(dst / "restore.json").is_file(),
-                )
-        pred = restored[key]
-        overrides = [a for s in sets for a in ("--set", s)]
-        ev = work / "eval" / f"{row}-{pre}-{variant}"
-        sh(
-            "jaxuad-evaluate",
-            "--pred",
-            str(pred / "test"),
-            "--data",
-            test,
-            "--healthy",
-            str(pred / "fit"),
-            "--out",
-            str(ev / "test"),
-            *overrides,
-            quiet,
-        )
-        sh(
-            "jaxuad-evaluate",
-            "--pred",
-            str(pred / "check"),
-            "--data",
-            str(manifests["check"]),
-            "--thresholds",
-            str(ev / "test" / "thresholds.json"),
-            "--out",
-            str(ev / "check"),
-            *overrides,
-            quiet,
-        )
+    overrides = [a for s in EVALUATE for a in ("--set", s)]
+    for (row, pre, scoring), restore_argv in rows.items():
+        pred = work / "pred" / f"{row}-{pre}-{scoring}"
+        for part, data in (("fit", manifests["fit"]), ("check", manifests["check"]),
+                           ("test", test)):  # fmt: skip
+            dst = pred / part
+            sh("jaxuad-restore", *restore_argv, "--data", str(data), "--modality", "T1w",
+               "--out", str(dst), "--overwrite", quiet,
+               done=(dst / "restore.json").is_file())  # fmt: skip
+        ev = work / "eval" / f"{row}-{pre}-{scoring}"
+        sh("jaxuad-evaluate", "--pred", str(pred / "test"), "--data", test, "--healthy",
+           str(pred / "fit"), "--out", str(ev / "test"), *overrides, quiet)  # fmt: skip
+        sh("jaxuad-evaluate", "--pred", str(pred / "check"), "--data", str(manifests["check"]),
+           "--thresholds", str(ev / "test" / "thresholds.json"), "--out", str(ev / "check"),
+           *overrides, quiet)  # fmt: skip
         m = json.loads((ev / "test" / "metrics.json").read_text())
         c = json.loads((ev / "check" / "metrics.json").read_text())
         r = json.loads((pred / "test" / "restore.json").read_text())
-        results[f"{row}/{pre}/{variant}"] = {
+        results[f"{row}/{pre}/{scoring}"] = {
             "restore": restore_argv,
             "training": budgets.get(row),
             "lam": lams.get(row),
@@ -263,18 +236,17 @@ def write_outputs(results: dict, out: Path) -> None:
     figure(results, out / "ablation.png")
 
 
-def figure(results: dict, path: Path, variant: str = "mm+negative") -> None:
-    """AUROC, AUPRC and Dice at 1 % FPR of every row under ``variant`` (default: the
-    pipeline with every change of issue 26), one bar per row and preprocessing, baselines in
-    grey, the ceiling as a dashed line on the Dice panel."""
+def figure(results: dict, path: Path) -> None:
+    """AUROC, AUPRC and Dice at 1 % FPR of every row, one bar per row, preprocessing and
+    scoring, baselines in grey, the ceiling as a dashed line on the Dice panel."""
     from matplotlib.figure import Figure  # the bench extra's matplotlib, only when drawing
 
-    keys = [k for k in _grouped(results) if k.split("/")[2] == variant]
+    keys = _grouped(results)
     labels = []
     for k in keys:
-        row, pre, _ = k.split("/")
+        row, pre, scoring = k.split("/")
         lam = results[k].get("lam")
-        labels.append(row + ("" if pre == "none" else f", {pre}")
+        labels.append(row + ("" if pre == "none" else f", {pre}") + f", {scoring}"
                       + ("" if lam is None else f" (λ = {lam:g})"))  # fmt: skip
     grey = [k.split("/")[0] in ("atlas", "intensity") for k in keys]
     colours = ["0.6" if g else "C0" for g in grey]
@@ -295,7 +267,8 @@ def figure(results: dict, path: Path, variant: str = "mm+negative") -> None:
         axes[2].text(c, y[0] + 0.6, f"ceiling {c:.3f}", fontsize=7, ha="right")
     axes[2].set_xlim(0, max([*ceilings, 0.1]) * 1.15)
     axes[0].set_yticks(y, labels, fontsize=8)
-    fig.suptitle(f"IXI T1 → MSLUB T1, post-processing {variant} (baselines grey)", fontsize=10)
+    fig.suptitle("IXI T1 → MSLUB T1, mm post-processing, dark residuals (baselines grey)",
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -304,19 +277,19 @@ def table(results: dict) -> str:
     """The Markdown table of ``ablation.json``'s rows."""
     f = lambda v, s=".3f": "n/a" if v is None else format(v, s)  # noqa: E731
     lines = [
-        "| row | training | preprocessing | variant | AUROC | AUPRC | Dice @1% FPR | Dice @p98 "
+        "| row | training | preprocessing | scoring | AUROC | AUPRC | Dice @1% FPR | Dice @p98 "
         "| ceiling Dice | FPR (fitted 1 %): unseen healthy | patients' normal tissue "
         "| restore [s/subject] |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for k in _grouped(results):
         r = results[k]
-        row, pre, variant = k.split("/")
+        row, pre, scoring = k.split("/")
         row += "" if r.get("lam") is None else f" (λ = {r['lam']:g})"
         t = r.get("training")
         trained = "-" if t is None else f"{t['epochs']:g} epochs ({t['images']:,} slices)"
         lines.append(
-            f"| {row} | {trained} | {pre} | {variant} | {f(r['auroc'])} | {f(r['auprc'])} | "
+            f"| {row} | {trained} | {pre} | {scoring} | {f(r['auroc'])} | {f(r['auprc'])} | "
             f"{f(r['dice_fpr1'])} | {f(r['dice_percentile'])} | {f(r['ceiling_dice'])} | "
             f"{f(r['fpr1_unseen_healthy'], '.2%')} | {f(r['fpr1_patients_normal'], '.2%')} | "
             f"{f(r['seconds_per_subject'], '.1f')} |"

@@ -160,6 +160,9 @@ class DataConfig(_Checked):
     min_brain_fraction: float = 0.1  # fraction of the slice's pixels that are brain
     n_slices: int = 20  # for slices="middle": consecutive axial slices around the brain centre
     image_size: int = 128  # model input is image_size x image_size
+    # Axial slices a 2D model sees as channels, centred on the one it restores (odd; 1: the
+    # slice alone). 2.5D context: k = 3 adds the slice above and below.
+    context_slices: int = 1
     fit: str = "pad"  # pad: centre-pad (crop if larger); resize: scale to fit, then pad
     phantom_n_healthy: int = 16  # subjects generated when path is None
     phantom_seed: int = 0
@@ -180,7 +183,11 @@ class DataConfig(_Checked):
         self._one_of("fit", ("pad", "resize"))
         self._within("min_brain_fraction", 0.0, 1.0)
         self._at_least(1, "n_slices", "phantom_n_healthy")
-        self._at_least(8, "image_size")
+        self._within("image_size", 8, 1024)
+        self._within("context_slices", 1, 15)
+        if self.context_slices % 2 == 0:
+            self._fail("context_slices", f"must be odd (the restored slice in the centre), "
+                       f"got {self.context_slices}")  # fmt: skip
         self._at_least(0, "phantom_seed", "curvature_flow")
         self._within("curvature_flow_time_step", 0.0, 0.0625, closed="(]")
 
@@ -287,6 +294,7 @@ class TrainConfig(_Checked):
         self._at_least(0, "noise_std")
         self._at_least(1, "checkpoint_every", "keep_checkpoints")
         self._at_least(0, "variance_epochs", "seed", "kl_weight", "adv_weight")
+        self._within("seed", 0, 2**32 - 1)  # a PRNG seed is 32 bits
         self._positive("learning_rate", "adv_learning_rate", "variance_learning_rate")
         self._within("adv_b1", 0.0, 1.0, closed="[)")
         self._one_of("recon_loss", ("l1", "l2"))
@@ -338,6 +346,9 @@ class RestoreConfig(_Checked):
     # Runs whose voxel-wise z-scores are fused with the run's own (normative only), each
     # weighed to count equally at 1 % healthy FPR on the --fit-normative scans.
     fuse: tuple[str, ...] = ()
+    # Standardise each scan's signed score by its own median and MAD over the brain, so a
+    # scan's overall shift (another scanner) does not carry it past healthy thresholds.
+    per_scan: bool = False
 
     _section = "restore"
 
@@ -398,6 +409,11 @@ class EvaluateConfig(_Checked):
         self._one_of("units", ("mm", "voxels"))
         self._at_least(0, "median_size", "erosion_iterations", "min_component_size")
         self._at_least(0.0, "median_mm", "erosion_mm", "min_component_mm3")
+        # Windows beyond a brain's size only cost time (a 1000 mm median took minutes).
+        self._within("median_mm", 0.0, MAX_WINDOW_MM)
+        self._within("erosion_mm", 0.0, MAX_WINDOW_MM)
+        self._within("median_size", 0, MAX_WINDOW_VOXELS)
+        self._within("erosion_iterations", 0, MAX_WINDOW_VOXELS)
         if self.median_size > 1 and self.median_size % 2 == 0:
             self._fail("median_size", f"must be odd (or 0/1: off), got {self.median_size}")
         self._one_of("connectivity", (6, 26))
@@ -411,6 +427,27 @@ class EvaluateConfig(_Checked):
         self._within("hyperintensity_quantile", 0.0, 1.0, closed="[)")
         self._one_of("backend", ("jax", "scipy"))
         self._one_of("components", ("auto", "jax", "scipy"))
+        unused = "mm" if self.units == "voxels" else "voxels"
+        for name in _UNIT_KEYS[unused]:
+            if getattr(self, name) != _EVALUATE_DEFAULTS[name]:
+                self._fail(
+                    name,
+                    f"applies with units={unused}, but evaluate.units={self.units}: set "
+                    f"evaluate.units={unused} or use "
+                    + " / ".join(f"evaluate.{k}" for k in _UNIT_KEYS[self.units]),
+                )
+
+
+MAX_WINDOW_MM = 50.0  # median window edge and erosion depth, in mm (a brain is ~150 mm)
+MAX_WINDOW_VOXELS = 51
+_UNIT_KEYS = {
+    "mm": ("median_mm", "erosion_mm", "min_component_mm3"),
+    "voxels": ("median_size", "erosion_iterations", "min_component_size"),
+}
+_EVALUATE_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(EvaluateConfig) if f.name in sum(
+        _UNIT_KEYS.values(), ())
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

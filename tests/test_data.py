@@ -94,6 +94,7 @@ def test_bad_input_names_file_and_problem(subject, tmp_path, kind):
 
 def test_cli_bad_input_exits_nonzero_with_one_line(subject, tmp_path):
     _corrupt(subject, "nan", tmp_path)
+    run = tmp_path.parent / f"{tmp_path.name}-run"  # a run folder apart from the data
     r = subprocess.run(
         [
             sys.executable,
@@ -106,7 +107,7 @@ def test_cli_bad_input_exits_nonzero_with_one_line(subject, tmp_path):
             "--data",
             str(tmp_path),
             "--workdir",
-            str(tmp_path / "run"),
+            str(run),
         ],
         capture_output=True,
         text=True,
@@ -114,7 +115,7 @@ def test_cli_bad_input_exits_nonzero_with_one_line(subject, tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: ") and "non-finite" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "run" / "checkpoints").exists()
+    assert not run.exists()
 
 
 def test_discover_folder_and_manifest(subject, tmp_path):

@@ -178,7 +178,7 @@ def test_score_refuses_mismatched_inputs(cohort):
     healthy, subjects = cohort
     fitted = fit_thresholds([r for r, _ in healthy], [b for _, b in healthy], CFG)
     _, r, b, les = subjects[0]
-    with pytest.raises(ValueError, match="as many masks"):
+    with pytest.raises(ValueError, match="masks: 1 given for 2 residuals"):
         score([r, r], [b], [les], fitted, CFG)
     with pytest.raises(ValueError, match="no fitted threshold for fpr0.1"):
         score([r], [b], [les], fitted, EvaluateConfig(units="voxels", fpr_levels=(0.1,)))
@@ -200,4 +200,4 @@ def test_thresholds_from_before_units_and_residual_sign_still_load(cohort, tmp_p
     with pytest.raises(DataError, match="residual_sign"):
         load_thresholds(path, CFG)  # both signs: not what those thresholds were fitted on
     with pytest.raises(DataError, match="units"):
-        load_thresholds(path, dataclasses.replace(positive, units="mm"))
+        load_thresholds(path, EvaluateConfig(residual_sign="positive"))  # mm units

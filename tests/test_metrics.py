@@ -156,5 +156,5 @@ def test_fit_thresholds_on_arrays_against_brute_force():
         tau = t[f"fpr{x:g}"]["value"]
         assert np.mean(values > tau) <= x / 100  # the rate is kept ...
         assert np.mean(values >= tau) > x / 100  # ... and no smaller candidate keeps it
-    with pytest.raises(ValueError, match="one mask per residual"):
+    with pytest.raises(ValueError, match="masks: 1 given for 2 residuals"):
         fit_thresholds(residuals, masks[:1], cfg)

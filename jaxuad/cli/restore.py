@@ -95,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         "(sugar for --set restore.normative=true)",
     )
     p.add_argument(
+        "--per-scan",
+        action="store_const",
+        const=True,
+        default=None,
+        help="standardise each scan's score by its own median and spread over the brain "
+        "(sugar for --set restore.per_scan=true)",
+    )
+    p.add_argument(
         "--fuse",
         nargs="+",
         default=None,
@@ -135,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxuad.config import ConfigError, RestoreConfig, parse_overrides
 
+    if not 0 <= args.seed < 2**32:
+        raise ConfigError(f"--seed: must lie in [0, 2**32 - 1], got {args.seed}")
     if args.calibrate and args.fit_normative:
         raise ConfigError("--calibrate and --fit-normative: give one (calibrate first)")
     fitting = args.calibrate or args.fit_normative
@@ -142,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--out is required (unless --calibrate or --fit-normative)")
     if args.fuse is not None:
         args.fuse = ",".join(args.fuse)
-    sugar = {n: f"restore.{n}" for n in ("prior", "lam", "steps", "method", "normative", "fuse")}
+    names = ("prior", "lam", "steps", "method", "normative", "fuse", "per_scan")
+    sugar = {n: f"restore.{n}" for n in names}
     changes = parse_overrides(flag_overrides(args, sugar))
     bad = sorted(set(changes) - {"restore"})
     if bad:

@@ -1,6 +1,6 @@
 """Data: NIfTI I/O and validation, normalisation, slicing, batching and the brain phantom."""
 
-from jaxuad.data.dataset import MODALITIES, Subject, discover
+from jaxuad.data.dataset import MODALITIES, Subject, discover, input_locations
 from jaxuad.data.nifti import (
     DataError,
     Volume,
@@ -33,6 +33,7 @@ __all__ = [
     "batch_indices",
     "discover",
     "epoch_order",
+    "input_locations",
     "iter_volumes",
     "load_volume",
     "prefetch",

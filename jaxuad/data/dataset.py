@@ -131,3 +131,13 @@ def discover(path: str | Path, modality: str = "T1w") -> list[Subject]:
     if not path.exists():
         raise DataError(f"{path}: no such folder or manifest")
     raise DataError(f"{path}: expected a folder of NIfTI files or a .csv manifest")
+
+
+def input_locations(data, modality: str) -> tuple[set[Path], set[Path]]:
+    """(folders, files) an output folder must stay apart from: the folder of every scan and
+    mask ``data`` names, and ``data`` itself (a folder, or a manifest file)."""
+    data = Path(data)
+    folders = {
+        p.parent for s in discover(data, modality) for p in (s.image, s.brainmask, s.lesion) if p
+    }
+    return (folders | {data}, set()) if data.is_dir() else (folders, {data})

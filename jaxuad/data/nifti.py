@@ -6,6 +6,7 @@ file's path, so the command lines can print one line and exit non-zero.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Head
         raise DataError(f"{path}: file not found")
     try:
         img = nib.load(str(path))
+        _check_claimed_size(path, img)
         data = np.asarray(img.get_fdata(dtype=np.float32))
+    except DataError:
+        raise
     except Exception as e:  # nibabel raises many types for corrupt files
         raise DataError(f"{path}: cannot decode as NIfTI ({type(e).__name__}: {e})") from e
     if data.ndim == 4 and data.shape[3] == 1:
@@ -62,6 +66,44 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Head
         n = int(np.size(data) - np.isfinite(data).sum())
         raise DataError(f"{path}: {n} non-finite voxel values (NaN or inf)")
     return data, np.asarray(img.affine, dtype=np.float64), img.header
+
+
+MAX_VOXELS = 2**30  # 4 GiB as float32: no brain scan comes near it
+MIN_PLANE = 8  # voxels along each of the first two axes: fewer is no brain image
+
+
+def _check_claimed_size(path: Path, img) -> None:
+    """Refuses a header whose shape cannot be a brain scan or whose data the file cannot
+    hold, before anything is read (a 1.4 kB .nii.gz claiming 2 GB took 2.4 GB of memory
+    before it failed)."""
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    if len(shape) >= 2 and min(shape[:2]) < MIN_PLANE:
+        raise DataError(f"{path}: its header claims {shape} voxels, too few in-plane for a scan")
+    n = math.prod(shape)
+    if n > MAX_VOXELS:
+        raise DataError(f"{path}: its header claims {shape} = {n:,} voxels, more than a scan holds")
+    need = int(img.header.get_data_offset()) + n * img.header.get_data_dtype().itemsize
+    have = _uncompressed_size(path)
+    if have is not None and need < 2**32 and have < need:
+        raise DataError(
+            f"{path}: its header claims {shape} voxels ({need:,} bytes), but the file holds "
+            f"{have:,}"
+        )
+
+
+def _uncompressed_size(path: Path) -> int | None:
+    """The file's data size: its own size, or a .gz file's recorded uncompressed size (the
+    gzip trailer; modulo 4 GiB, so only below that); None when it cannot tell."""
+    size = path.stat().st_size
+    if path.suffix != ".gz":
+        return size
+    if size < 18 or size >= 2**32:
+        return None
+    with path.open("rb") as f:
+        f.seek(-4, 2)
+        isize = int.from_bytes(f.read(4), "little")
+    # several gzip members (rare for NIfTI) record only the last one's size
+    return isize if isize >= size // 1032 else None
 
 
 def same_grid(shape, affine, ref_shape, ref_affine) -> bool:

@@ -37,9 +37,12 @@ def normalize(
     brain = x[brainmask]
     if method == "minmax":
         lo, hi = value_range if value_range is not None else (brain.min(), brain.max())
-        out = (x - lo) / max(hi - lo, 1e-8)
+        # a relative scale: a scan stored with a tiny scl_slope still spans [0, 1]; only a
+        # brain of one value (refused when the scan is read) has no spread at all
+        out = (x - lo) / (hi - lo if hi > lo else 1.0)
     elif method == "zscore":
-        out = (x - brain.mean()) / max(brain.std(), 1e-8)
+        std = brain.std()
+        out = (x - brain.mean()) / (std if std > 0 else 1.0)
     else:
         raise ValueError(f"unknown normalization {method!r} (minmax | zscore)")
     return np.where(brainmask, out, background_value(method)).astype(np.float32)
@@ -91,6 +94,10 @@ def select_slices(brainmask: np.ndarray, mode: str, min_fraction: float, n: int)
     if mode == "brain":
         idx = np.flatnonzero(area >= min_fraction)
     elif mode == "middle":
+        if n > brainmask.shape[2]:
+            raise ConfigError(
+                f"data.n_slices: {n} is more than the scan's {brainmask.shape[2]} axial slices"
+            )
         present = np.flatnonzero(area > 0)
         centre = (present[0] + present[-1]) // 2
         start = int(np.clip(centre - n // 2, 0, brainmask.shape[2] - n))

@@ -26,7 +26,8 @@ class VolumeSlices:
 
     volume: Volume
     normalized: np.ndarray  # [X, Y, Z] float32, the whole normalised volume on the input grid
-    images: np.ndarray  # [n, S, S, 1] float32, normalised
+    images: np.ndarray  # [n, S, S, k] float32, normalised: slice i and its k // 2 neighbours
+    #   on each side as channels, slice i in the centre (k = data.context_slices)
     masks: np.ndarray  # [n, S, S, 1] float32 brain mask (0 in the padding)
     index: np.ndarray  # [n] axial slice indices into the volume
     geometry: SliceGeometry
@@ -57,17 +58,27 @@ class VolumeSlices:
         return restored, residual
 
 
+def context_index(index: np.ndarray, depth: int, k: int) -> np.ndarray:
+    """[n, k] axial slice indices: each of ``index`` with its k // 2 neighbours on each side
+    (centre in the middle), clamped to the volume's ``depth`` (edge slices repeat)."""
+    offsets = np.arange(k) - k // 2
+    return np.clip(np.asarray(index)[:, None] + offsets[None, :], 0, depth - 1)
+
+
 def slice_volume(volume: Volume, cfg: DataConfig) -> VolumeSlices:
     """Preprocesses and normalises a volume (:func:`~jaxuad.data.preprocess.preprocess`),
-    selects axial slices and maps them to the model frame."""
+    selects axial slices and maps them to the model frame, each with
+    ``cfg.context_slices`` neighbouring slices as channels (the centre one restored)."""
     img = preprocess(volume, cfg)
     idx = select_slices(volume.brainmask, cfg.slices, cfg.min_brain_fraction, cfg.n_slices)
     geometry = SliceGeometry(volume.image.shape[:2], cfg.image_size, cfg.fit)
     geometry.validate(volume.subject)
     fill = background_value(cfg.normalization)
-    stack = np.moveaxis(img[:, :, idx], -1, 0)
+    ctx = context_index(idx, img.shape[2], cfg.context_slices)  # [n, k]
+    stack = np.moveaxis(img[:, :, ctx.ravel()], -1, 0)  # [n * k, X, Y]
     mstack = np.moveaxis(volume.brainmask[:, :, idx].astype(np.float32), -1, 0)
-    images = geometry.to_model(stack, fill)[..., None]
+    frames = geometry.to_model(stack, fill)  # [n * k, S, S]
+    images = np.moveaxis(frames.reshape(len(idx), cfg.context_slices, *frames.shape[1:]), 1, -1)
     masks = (geometry.to_model(mstack, 0.0) > 0.5).astype(np.float32)[..., None]
     return VolumeSlices(volume, img, images, masks, idx, geometry, cfg.normalization)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from jaxuad.config import EvaluateConfig
+from jaxuad.core.io import check_apart
 from jaxuad.data import DataError, iter_volumes, write_json, write_nifti_like
 from jaxuad.data.preprocess import normalize
 from jaxuad.evaluate.score import EvalResult, Scorer
@@ -85,6 +86,8 @@ def evaluate(
     if (healthy is None) == (thresholds is None):
         raise ValueError("give exactly one of healthy= and thresholds=")
     pred, out = Path(pred), Path(out)
+    inputs = [pred, *([healthy] if healthy is not None else [])]
+    check_apart(out, [*inputs, *([data] if Path(data).is_dir() else [])])
     info = read_restoration_info(pred)
     modality = modality or (info.modality if info else "T1w")
     normalization = info.normalization if info else "minmax"

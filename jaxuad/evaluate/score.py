@@ -33,7 +33,7 @@ import numpy as np
 from jaxuad import metrics as M
 from jaxuad.config import ConfigError, EvaluateConfig
 from jaxuad.data import DataError, read_json
-from jaxuad.evaluate.thresholds import settings, threshold_names
+from jaxuad.evaluate.thresholds import check_thresholds, check_volumes, settings, threshold_names
 from jaxuad.postprocess import Postprocessor
 
 _NAN = float("nan")
@@ -315,9 +315,7 @@ class Scorer:
             raise ConfigError(
                 f"evaluate.seg_threshold must be one of {self.names}, got {cfg.seg_threshold!r}"
             )
-        missing = set(self.names) - set(thresholds["thresholds"])
-        if missing:
-            raise ValueError(f"no fitted threshold for {', '.join(sorted(missing))}")
+        check_thresholds(thresholds, self.names)
         self.cfg, self.fitted = cfg, thresholds
         self.post = post or Postprocessor(cfg)
         self.values = {n: thresholds["thresholds"][n]["value"] for n in self.names}
@@ -450,11 +448,8 @@ def score(
       (1.0, 1)
     """
     residuals, masks, lesions = list(residuals), list(masks), list(lesions)
-    if not (len(residuals) == len(masks) == len(lesions)) or not residuals:
-        raise ValueError(
-            f"need as many masks and lesion masks as residuals, got {len(residuals)}, "
-            f"{len(masks)}, {len(lesions)}"
-        )
+    check_volumes(residuals, masks, cfg, lesions=lesions, keeps=keeps, voxel_sizes=voxel_sizes,
+                  subjects=subjects)  # fmt: skip
     keeps = [None] * len(residuals) if keeps is None else list(keeps)
     subjects = [str(i) for i in range(len(residuals))] if subjects is None else list(subjects)
     scorer = Scorer(thresholds, cfg, post)

@@ -52,6 +52,64 @@ def keep_voxels(image, restored, brainmask, cfg: EvaluateConfig, where: str) -> 
     return keep_mask(image, restored, brainmask, cfg)
 
 
+def check_volumes(residuals, masks, cfg: EvaluateConfig, *, lesions=None, keeps=None,
+                  voxel_sizes=None, subjects=None) -> None:  # fmt: skip
+    """Checks the arrays research code hands :func:`fit_thresholds` and
+    :func:`~jaxuad.evaluate.score` at the call, with messages that name the argument and
+    the subject: as many of each as of ``residuals``, each [X, Y, Z] with its mask's shape,
+    finite residuals in the brain, voxel sizes where ``evaluate.units="mm"`` needs them.
+
+    Raises:
+      DataError: naming the first problem.
+    """
+    n = len(residuals)
+    if n == 0:
+        raise DataError("residuals: no volumes given")
+    names = [str(i) for i in range(n)] if subjects is None else [str(s) for s in subjects]
+    given = {"masks": masks, "lesions": lesions, "keeps": keeps, "voxel_sizes": voxel_sizes,
+             "subjects": subjects}  # fmt: skip
+    for arg, items in given.items():
+        if items is not None and len(items) != n:
+            raise DataError(f"{arg}: {len(items)} given for {n} residuals")
+    if cfg.units == "mm" and voxel_sizes is None:
+        raise DataError(
+            "voxel_sizes: needed with evaluate.units='mm' (each volume's voxel edges in mm, "
+            "Volume.voxel_size), or use evaluate.units='voxels'"
+        )
+    for i in range(n):
+        where = f"residuals[{i}] (subject {names[i]!r})"
+        r, m = np.asarray(residuals[i]), np.asarray(masks[i])
+        if r.ndim != 3:
+            raise DataError(f"{where}: expected a 3D volume [X, Y, Z], got shape {r.shape}")
+        for arg, items in (("masks", masks), ("lesions", lesions), ("keeps", keeps)):
+            if items is not None and items[i] is not None and np.shape(items[i]) != r.shape:
+                raise DataError(
+                    f"{arg}[{i}] (subject {names[i]!r}): shape {np.shape(items[i])} differs "
+                    f"from its residual's {r.shape}"
+                )
+        bad = ~np.isfinite(r[m.astype(bool)])
+        if bad.any():
+            raise DataError(f"{where}: {int(bad.sum())} non-finite values (NaN, inf) in the brain")
+
+
+def check_thresholds(thresholds, names) -> None:
+    """:class:`DataError` unless ``thresholds`` is :func:`fit_thresholds`' result holding
+    a finite value for each of ``names``."""
+    fitted = thresholds.get("thresholds") if isinstance(thresholds, dict) else None
+    if not isinstance(fitted, dict):
+        raise DataError(
+            "thresholds: expected fit_thresholds()'s result (a dict with 'thresholds'), got "
+            f"{type(thresholds).__name__} {str(thresholds)[:60]}"
+        )
+    missing = [n for n in names if n not in fitted]
+    if missing:
+        raise DataError(f"thresholds: no fitted threshold for {', '.join(missing)}")
+    for n in names:
+        value = fitted[n].get("value") if isinstance(fitted[n], dict) else None
+        if not (isinstance(value, int | float) and np.isfinite(value)):
+            raise DataError(f"thresholds: {n} holds no finite value ({value!r})")
+
+
 def fit_thresholds(
     residuals,
     masks,
@@ -98,9 +156,9 @@ def fit_thresholds(
       >>> t["fpr5"]["healthy_fpr"] <= 0.05
       True
     """
-    residuals, masks = list(residuals), [np.asarray(m, bool) for m in masks]
-    if not residuals or len(residuals) != len(masks):
-        raise ValueError(f"need one mask per residual, got {len(residuals)} and {len(masks)}")
+    residuals, masks = list(residuals), list(masks)
+    check_volumes(residuals, masks, cfg, keeps=keeps, voxel_sizes=voxel_sizes)
+    masks = [np.asarray(m, bool) for m in masks]
     keeps = [None] * len(residuals) if keeps is None else list(keeps)
     post = post or Postprocessor(cfg)
     items = [

@@ -85,6 +85,12 @@ def _check_model(config: Config) -> None:
     spec = model_spec(config.model.name)
     if config.model.variance_net and not spec.encoder:
         raise ConfigError(f"model.variance_net: {spec.name} has no encoder, so no variance network")
+    if config.data.context_slices > 1 and (config.model.variance_net or spec.generator):
+        raise ConfigError(
+            f"data.context_slices: {spec.name}"
+            + (" with a variance network" if config.model.variance_net else "")
+            + " restores single slices (context_slices=1)"
+        )
     if spec.check is not None:
         spec.check(config)
 

@@ -8,8 +8,15 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from jaxuad.core.io import atomic_path
 from jaxuad.evaluate import EvalResult
 from jaxuad.report.tables import fmt as _f
+
+
+def _save(fig, path, dpi: int) -> None:
+    """Writes ``fig`` as a PNG at ``path`` atomically (complete or not at all)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
 
 
 def _subplots(*args, **kw):
@@ -59,7 +66,7 @@ def subject_panel(
         ax.axis("off")
     fig.suptitle(f"{title}  (axial slice {k})")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    _save(fig, path, 80)
 
 
 def _thin(c: dict, n: int = 4000) -> dict:
@@ -104,7 +111,7 @@ def cohort_figures(out: Path, m: EvalResult) -> None:
     )
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "histogram.png", dpi=90)
+    _save(fig, out / "histogram.png", 90)
 
     c = _thin(hist.curves())
     fig, (a1, a2) = _subplots(1, 2, figsize=(9, 4))
@@ -128,7 +135,7 @@ def cohort_figures(out: Path, m: EvalResult) -> None:
         a2.plot(a.recall, a.precision, "o", color=colours[n], label=n)
     a1.legend(fontsize=7, title="after post-processing", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "roc_pr.png", dpi=90)
+    _save(fig, out / "roc_pr.png", 90)
 
     fig, ax = _subplots(figsize=(6, 4))
     keep = c["threshold"] <= hi
@@ -146,7 +153,7 @@ def cohort_figures(out: Path, m: EvalResult) -> None:
     ax.set(xlabel="threshold", ylabel="Dice", title="Dice against threshold", ylim=(0, 1))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "dice_threshold.png", dpi=90)
+    _save(fig, out / "dice_threshold.png", 90)
 
 
 def phantom_figure(path: Path, seed: int = 0) -> None:
@@ -173,13 +180,12 @@ def phantom_figure(path: Path, seed: int = 0) -> None:
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=72)
+    _save(fig, path, 72)
 
 
 def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
     """Draws [n, S, S] images (axial slices, model input orientation) as a square-ish grid
     on one grey scale (the 1st to 99th percentile of all of them), written atomically."""
-    from jaxuad.data import atomic_path
 
     n = len(images)
     cols = int(np.ceil(np.sqrt(n)))
@@ -193,13 +199,11 @@ def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=96, format="png")
+    _save(fig, path, 96)
 
 
 def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title: str) -> None:
     """Mean SSIM of restored healthy slices against lambda, with the target and the choice."""
-    from jaxuad.data import atomic_path
 
     fig, ax = _subplots(figsize=(5, 3.6))
     ax.plot(grid, ssim, "o-", color="C0")
@@ -212,8 +216,7 @@ def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=96, format="png")
+    _save(fig, path, 96)
 
 
 def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
@@ -246,7 +249,7 @@ def residual_gallery(path: Path, title: str, image, lesion, rows) -> None:
     if rows:
         fig.colorbar(im, ax=axes, shrink=0.6, label="residual / healthy threshold")
     fig.suptitle(f"{title} (axial slice {k}; lesions outlined in green)", fontsize=10)
-    fig.savefig(path, dpi=80)
+    _save(fig, path, 80)
 
 
 def dice_chart(path: Path, title: str, results: list[EvalResult], levels=None) -> None:
@@ -273,4 +276,4 @@ def dice_chart(path: Path, title: str, results: list[EvalResult], levels=None) -
         ax.legend(fontsize=7, ncol=2)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    _save(fig, path, 80)

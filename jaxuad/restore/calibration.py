@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from jaxuad import distributed
 from jaxuad.config import ConfigError
-from jaxuad.data import iter_volumes, pad_rows, slice_volume, stack_images, write_json
-from jaxuad.restore.cohort import make_restorer, prepare, run_config
+from jaxuad.data import pad_rows, slice_volume, stack_images, write_json
+from jaxuad.restore.cohort import healthy_volumes, make_restorer, prepare, run_config
 from jaxuad.restore.methods import method_spec
 from jaxuad.similarity import ssim
 from jaxuad.train.run import CALIBRATION_FILE, calibration_key, read_calibration
@@ -92,7 +92,7 @@ def calibrate(
     grid = np.asarray(sorted(rc.lam_grid), np.float64)
     if len(grid) == 0 or np.any(grid < 0):
         raise ConfigError(f"restore.lam_grid must be non-empty and >= 0, got {rc.lam_grid}")
-    slices = [slice_volume(v, dc) for v in iter_volumes(data, dc.modality)]
+    slices = [slice_volume(v, dc) for v in healthy_volumes(data, dc.modality, "lambda")]
     images = stack_images(slices)
     masks = np.concatenate([s.masks for s in slices])
     pick = np.unique(

@@ -45,7 +45,7 @@ from jaxuad.core.io import OutputFolder, check_apart
 from jaxuad.core.signals import held_interrupts
 from jaxuad.data import (
     DataError,
-    discover,
+    input_locations,
     iter_volumes,
     pad_rows,
     slice_volume,
@@ -151,14 +151,20 @@ def prepare(
     return config, dc, graphdef, params
 
 
-def input_locations(data, modality: str) -> tuple[set[Path], set[Path]]:
-    """(folders, files) an output folder must stay apart from: the folder of every scan and
-    mask ``data`` names, and ``data`` itself (a folder, or a manifest file)."""
-    data = Path(data)
-    folders = {
-        p.parent for s in discover(data, modality) for p in (s.image, s.brainmask, s.lesion) if p
-    }
-    return (folders | {data}, set()) if data.is_dir() else (folders, {data})
+def healthy_volumes(data, modality: str, what: str) -> list:
+    """The volumes of ``data`` for ``what`` (lambda calibration, normative statistics),
+    which are fitted on healthy scans: a subject with lesions in its lesion mask is refused
+    rather than fitted on without a word."""
+    volumes = list(iter_volumes(data, modality))
+    for v in volumes:
+        if v.lesion is not None and v.lesion.any():
+            raise DataError(
+                f"{data}: sub-{v.subject} has {int(v.lesion.sum())} lesion voxels in its "
+                f"lesion mask; {what} is fitted on healthy scans only"
+            )
+    if not volumes:
+        raise DataError(f"{data}: no scans for {what}")
+    return volumes
 
 
 def preflight(out, data, modality: str) -> None:
@@ -270,13 +276,15 @@ def _network_restorer(workdir, data, method, seed=0, devices=None, **options) ->
     fn = make_restorer(method, graphdef, config, mesh)
     lam = resolve_lambda(workdir, method, config.restore)
     rows, rep = distributed.batch_sharding(mesh), distributed.replicated(mesh)
-    shape = jax.ShapeDtypeStruct((bs, dc.image_size, dc.image_size, 1), jnp.float32, sharding=rows)
+    frame = (bs, dc.image_size, dc.image_size)
+    images = jax.ShapeDtypeStruct((*frame, dc.context_slices), jnp.float32, sharding=rows)
+    masks = jax.ShapeDtypeStruct((*frame, 1), jnp.float32, sharding=rows)
     key = config.train.key(seed)
     t0 = time.perf_counter()
     fn = fn.lower(
         params,
-        shape,
-        shape,
+        images,
+        masks,
         jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=rep),
         jax.ShapeDtypeStruct((), jnp.float32, sharding=rep),
     ).compile()
@@ -342,42 +350,53 @@ def signed(restored: np.ndarray, residual: np.ndarray, x: np.ndarray) -> np.ndar
     return np.where(x >= restored, residual, -residual).astype(np.float32)
 
 
-def _with_normative(r: Restorer, workdir, data) -> Restorer:
-    """``r`` scored against the run's normative statistics (and fused with the parts of
-    ``restore.fuse``, :mod:`jaxuad.restore.normative`): the residual becomes |z| and the
-    restoration ``x - z * scale``, the run's restoration plus its healthy bias (and the
-    other parts' evidence), so ``x - restored`` has the sign of z."""
-    from jaxuad.restore.normative import fused_score, load_normative
+def _scored(r: Restorer, workdir, data) -> Restorer:
+    """``r`` with the scoring of ``restore.normative``, ``restore.fuse`` and
+    ``restore.per_scan`` (:mod:`jaxuad.restore.normative`): the residual becomes |z|, the
+    score, and the restoration ``x - z * scale``, the run's restoration with its healthy
+    bias (and the other parts' evidence) added, so ``x - restored`` has the sign of z."""
+    from jaxuad.restore.normative import fused_score, load_normative, per_scan
 
     rc = r.config.restore
-    prior = rc.prior if method_spec(r.method).needs_lambda else None
-    fit, stats = load_normative(workdir, r.method, prior)
-    parts, weights = [], [fit.fuse.get("self", 1.0)]
-    for part in rc.fuse:
-        key = str(Path(part).absolute())
-        if key not in fit.fuse:
-            raise ConfigError(
-                f"{workdir}: its normative fit has no weight for the fused run {part}; refit "
-                f"with jaxuad-restore --fit-normative ... --fuse {' '.join(rc.fuse)}"
-            )
-        parts.append(restorer(part, data, modality=r.data.modality))
-        weights.append(fit.fuse[key])
+    stats, parts, weights, fit = None, [], [], None
+    if rc.normative:
+        prior = rc.prior if method_spec(r.method).needs_lambda else None
+        fit, stats = load_normative(workdir, r.method, prior)
+        weights.append(fit.fuse.get("self", 1.0))
+        for part in rc.fuse:
+            key = str(Path(part).absolute())
+            if key not in fit.fuse:
+                raise ConfigError(
+                    f"{workdir}: its normative fit has no weight for the fused run {part}; "
+                    f"refit with jaxuad-restore --fit-normative ... --fuse {' '.join(rc.fuse)}"
+                )
+            parts.append(restorer(part, data, modality=r.data.modality))
+            weights.append(fit.fuse[key])
 
     def restore_one(vol):
-        restored, _, x = r.restore_one(vol)
-        z = stats.standardize(x - restored, vol.brainmask)
-        if parts:
-            z = fused_score([z, *(signed(*p.restore_one(vol)) for p in parts)], weights)
-        valid = stats.valid(vol.brainmask)
-        restored = np.where(valid, x - z * stats.scale, restored).astype(np.float32)
-        return restored, np.abs(z) * valid, x
+        restored, residual, x = r.restore_one(vol)
+        scale, valid = np.float32(1.0), np.asarray(vol.brainmask, bool)
+        z = signed(restored, residual, x)
+        if stats is not None:
+            z = stats.standardize(x - restored, vol.brainmask)
+            scale, valid = stats.scale, stats.valid(vol.brainmask)
+            if parts:
+                z = fused_score([z, *(signed(*p.restore_one(vol)) for p in parts)], weights)
+        if rc.per_scan:
+            z = per_scan(z, valid)
+        restored = np.where(valid, x - z * scale, restored).astype(np.float32)
+        return restored, (np.abs(z) * valid).astype(np.float32), x
 
     def check(vol):
-        stats.check_grid(vol)
+        if stats is not None:
+            stats.check_grid(vol)
         for p in (r, *parts):
             getattr(p.restore_one, "check", lambda v: None)(vol)
 
     def summarize(subjects):
+        summary = r.summarize(subjects)
+        if fit is None:
+            return summary
         normative = {
             "fitted_on": fit.data,
             "subjects": list(fit.subjects),
@@ -385,7 +404,7 @@ def _with_normative(r: Restorer, workdir, data) -> Restorer:
             "min_scale": fit.min_scale,
             "fuse": {p: fit.fuse[str(Path(p).absolute())] for p in rc.fuse},
         }
-        return dataclasses.replace(r.summarize(subjects), normative=normative)
+        return dataclasses.replace(summary, normative=normative)
 
     restore_one.check = check
     return r._replace(restore_one=restore_one, summarize=summarize)
@@ -418,16 +437,18 @@ def restore_cohort(
     Returns the summary also written to ``out/restore.json``.
     """
     out = Path(out)
-    if distributed.is_primary():  # new, empty or (overwrite) an earlier restoration's
-        OutputFolder(out, overwrite=overwrite, owned=owned_files).check()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder (--out)")
     stored = run_config(workdir)
     if method is None:
         method = stored.restore.method if stored is not None else Config().restore.method
     modality = options.get("modality") or (stored or Config()).data.modality
     preflight(out, data, modality)
+    if distributed.is_primary():  # new, empty or (overwrite) an earlier restoration's
+        OutputFolder(out, overwrite=overwrite, owned=owned_files).check()
     r = restorer(workdir, data, method=method, seed=seed, devices=devices, **options)
-    if r.config.restore.normative:
-        r = _with_normative(r, workdir, data)
+    if r.config.restore.normative or r.config.restore.per_scan:
+        r = _scored(r, workdir, data)
     volumes = list(iter_volumes(data, r.data.modality))
     for vol in volumes:  # every grid checked before anything is written
         getattr(r.restore_one, "check", lambda v: None)(vol)
@@ -456,9 +477,7 @@ def fit_normative_cohort(
                  **options)  # fmt: skip
     rc = dataclasses.replace(r.config.restore, normative=bool(fuse), fuse=fuse)
     parts = [restorer(p, data, modality=r.data.modality) for p in rc.fuse]
-    volumes = list(iter_volumes(data, r.data.modality))
-    if not volumes:
-        raise DataError(f"{data}: no healthy scans to fit normative statistics on")
+    volumes = healthy_volumes(data, r.data.modality, "normative scoring")
     for vol in volumes[1:]:
         if not same_grid(vol.image.shape, vol.affine, volumes[0].image.shape, volumes[0].affine):
             raise DataError(

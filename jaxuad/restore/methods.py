@@ -138,6 +138,18 @@ def accepts_network(spec: ModelSpec, config: Config) -> str | None:
     return None
 
 
+def _single_slices(accepts):
+    """``accepts`` for methods that optimise the restored slice itself (LG, MAP): they take
+    no neighbouring slices as channels."""
+
+    def check(spec, config):
+        if config.data.context_slices != 1:
+            return "restores single slices: a run with data.context_slices=1"
+        return accepts(spec, config)
+
+    return check
+
+
 def _accepts_encoder(spec, config):
     return None if spec.encoder else "needs an autoencoding run (an encoder and a decoder)"
 
@@ -177,19 +189,19 @@ for _spec in (
                restore=f"{_ITERATIVE}:reconstruct", accepts=accepts_network),
     MethodSpec("lg_est", "local Gaussian, variance from L decoder samples (VAE-LG(est))",
                "Chen et al. 2019", restore=f"{_ITERATIVE}:lg_est_restoration",
-               needs_lambda=True, iterations=_steps, accepts=_accepts_encoder,
+               needs_lambda=True, iterations=_steps, accepts=_single_slices(_accepts_encoder),
                needs=("encode",)),
     MethodSpec("lg_neural", "local Gaussian, variance from the variance network "
                "(VAE-LG(neural), AAE-LG)", "Chen et al. 2019",
                restore=f"{_ITERATIVE}:lg_neural_restoration", needs_lambda=True,
-               iterations=_steps, accepts=_accepts_variance_net,
+               iterations=_steps, accepts=_single_slices(_accepts_variance_net),
                needs=("encode", "var_net")),
     MethodSpec("map", "MAP under the VAE's ELBO (VAE-MAP)", "You et al. 2019",
                restore=f"{_ITERATIVE}:map_restoration", needs_lambda=True, iterations=_steps,
-               accepts=_accepts_variational),
+               accepts=_single_slices(_accepts_variational)),
     MethodSpec("gmvae_map", "MAP under the GMVAE's ELBO (GMVAE-MAP)", "You et al. 2019",
                restore=f"{_ITERATIVE}:map_restoration", needs_lambda=True, iterations=_steps,
-               accepts=_accepts_mixture),
+               accepts=_single_slices(_accepts_mixture)),
     MethodSpec("anogan", "latent search for the closest generated image",
                "Schlegl et al. 2017", restore=f"{_ITERATIVE}:latent_search",
                iterations=lambda rc: rc.anogan_steps, accepts=_accepts_generator,
@@ -219,14 +231,16 @@ def _check_method(config: Config) -> None:
 def _default_method(stored: dict) -> dict:
     """Runs stored before methods were checked against models kept the default
     ``reconstruction`` whatever their model; such a run's method becomes the first its
-    model accepts (``accepts`` reads only the spec and ``model.*``)."""
+    model accepts (``accepts`` reads only the spec, ``model.*`` and ``data.*``)."""
     from jaxuad.models import MODELS
 
     model = stored.get("model", {})
     method = stored.get("restore", {}).get("method", "reconstruction")
     if model.get("name") not in MODELS or method not in METHODS:
         return stored
-    spec, view = MODELS[model["name"]], SimpleNamespace(model=SimpleNamespace(**model))
+    data = {"context_slices": 1, **stored.get("data", {})}
+    view = SimpleNamespace(model=SimpleNamespace(**model), data=SimpleNamespace(**data))
+    spec = MODELS[model["name"]]
     if not METHODS[method].accepts(spec, view):
         return stored
     for m in METHODS.values():

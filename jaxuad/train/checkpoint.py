@@ -4,18 +4,33 @@ A checkpoint holds the train state and, as JSON, the resolved config, so a check
 directory alone says how to rebuild its model. Orbax writes each step to a temporary
 directory and renames it when complete: a run killed mid-save keeps its earlier checkpoints.
 Restoring goes into shapes from ``jax.eval_shape`` of the initialiser, so nothing is
-allocated twice.
+allocated twice. Each checkpoint also stores a SHA-256 of its state; a restored state that
+does not match it (bytes changed on disk after the save) is refused as damaged, rather than
+resumed into a "non-finite loss" that blames training.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxuad.config import Config, ConfigError, from_dict
-from jaxuad.data import DataError
+from jaxuad.core.errors import CheckpointError
 from jaxuad.train.step import TrainState
+
+
+def state_digest(state: TrainState) -> str:
+    """SHA-256 over every array of ``state`` (shape, dtype and bytes, in tree order)."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(state)):
+        a = np.ascontiguousarray(leaf)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 class Checkpoints:
@@ -39,14 +54,24 @@ class Checkpoints:
         return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: TrainState, config: dict) -> None:
-        """Writes the state at ``step`` with the config (atomically, as orbax does)."""
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state._asdict()), config=ocp.args.JsonSave(config)
-            ),
-            force=True,
-        )
+        """Writes the state at ``step`` with the config and the state's checksum
+        (atomically, as orbax does)."""
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state._asdict()),
+                    config=ocp.args.JsonSave(config),
+                    checksum=ocp.args.JsonSave({"sha256": state_digest(state)}),
+                ),
+                force=True,
+            )
+        except Exception as e:  # a full disk reaches us as orbax's or tensorstore's own type
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{self.directory / str(step)}: cannot write the checkpoint ({first}); the "
+                "earlier checkpoints are kept"
+            ) from e
         self._manager.wait_until_finished()
 
     def _step(self, step: int | None) -> int:
@@ -55,10 +80,12 @@ class Checkpoints:
             return steps[-1]
         if step not in steps:
             kept = ", ".join(map(str, steps)) or "none"
-            raise DataError(f"{self.directory}: no checkpoint at step {step} (steps kept: {kept})")
+            raise CheckpointError(
+                f"{self.directory}: no checkpoint at step {step} (steps kept: {kept})"
+            )
         return step
 
-    def _unreadable(self, step: int, e: Exception) -> DataError:
+    def _unreadable(self, step: int, e: Exception) -> CheckpointError:
         others = [s for s in self.steps() if s != step]
         hint = (
             f"other steps kept: {', '.join(map(str, others))} (--step N restores one; to "
@@ -66,7 +93,7 @@ class Checkpoints:
             if others
             else "no other checkpoint is kept"
         )
-        return DataError(
+        return CheckpointError(
             f"{self.directory / str(step)}: checkpoint cannot be read "
             f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}); {hint}"
         )
@@ -75,7 +102,7 @@ class Checkpoints:
         """The train state at ``step`` (default: the latest), into ``abstract``'s shapes.
 
         Raises:
-          DataError: no checkpoint at ``step``, or one that cannot be read (truncated,
+          CheckpointError: no checkpoint at ``step``, or one that cannot be read (truncated,
             zeroed or missing files); the message lists the other steps kept.
         """
         step = self._step(step)
@@ -83,8 +110,24 @@ class Checkpoints:
             out = self._manager.restore(
                 step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract._asdict()))
             )
-            return TrainState(**out["state"])
+            state = TrainState(**out["state"])
         except Exception as e:  # orbax and tensorstore raise many types for damaged files
+            raise self._unreadable(step, e) from e
+        stored = self._checksum(step)
+        if stored is not None and stored != state_digest(state):
+            raise self._unreadable(
+                step, ValueError("its state does not match the checksum written with it")
+            )
+        return state
+
+    def _checksum(self, step: int) -> str | None:
+        """The checksum saved with ``step`` (None for checkpoints of earlier versions)."""
+        if not (self.directory / str(step) / "checksum").exists():
+            return None
+        try:
+            args = ocp.args.Composite(checksum=ocp.args.JsonRestore())
+            return dict(self._manager.restore(step, args=args)["checksum"])["sha256"]
+        except Exception as e:
             raise self._unreadable(step, e) from e
 
     def config(self, step: int | None = None) -> Config:
@@ -92,7 +135,7 @@ class Checkpoints:
         the one its weights were trained with.
 
         Raises:
-          DataError: as :meth:`restore`.
+          CheckpointError: as :meth:`restore`.
           ConfigError: the stored config does not load (naming the checkpoint folder).
         """
         step = self._step(step)

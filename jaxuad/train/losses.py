@@ -26,12 +26,18 @@ def reconstruction_error(x: jax.Array, recon: jax.Array, kind: str) -> jax.Array
     raise ValueError(f"train.recon_loss must be l1 or l2, got {kind!r}")
 
 
+def centre(x: jax.Array) -> jax.Array:
+    """The restored slice of [B, S, S, k] inputs (k neighbouring slices): [B, S, S, 1]."""
+    c = x.shape[-1] // 2
+    return x[..., c : c + 1]
+
+
 def elbo_terms(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: TrainConfig):
-    """Per-image reconstruction error and KL at one z ~ q(z|x) (the mean without ``key``):
-    ([B], [B]). The KL is closed-form against N(0, I), the one-sample estimate against
-    GMVAE's mixture, and zero for plain AEs."""
+    """Per-image reconstruction error (of the centre slice) and KL at one z ~ q(z|x) (the
+    mean without ``key``): ([B], [B]). The KL is closed-form against N(0, I), the
+    one-sample estimate against GMVAE's mixture, and zero for plain AEs."""
     out = model(x, key=key)
-    return reconstruction_error(x, out.recon, cfg.recon_loss), model.kl(out)
+    return reconstruction_error(centre(x), out.recon, cfg.recon_loss), model.kl(out)
 
 
 def negative_elbo(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: TrainConfig):
@@ -64,7 +70,7 @@ def autoencoder_gan_loss(model: nnx.Module, x: jax.Array, key: jax.Array, cfg: T
     Baur et al.'s Eq. 1 as one objective (``train.generator_update="joint"``). The
     discriminator is a constant here; its own phase trains it."""
     out = model(x, key=key)
-    rec, kl = reconstruction_error(x, out.recon, cfg.recon_loss), model.kl(out)
+    rec, kl = reconstruction_error(centre(x), out.recon, cfg.recon_loss), model.kl(out)
     gen = -_log_d(model.disc(out.recon))
     loss = jnp.mean(rec + cfg.kl_weight * kl + cfg.adv_weight * gen)
     return loss, {"rec": rec.mean(), "kl": kl.mean(), "gen": gen.mean()}
@@ -90,7 +96,7 @@ def discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array):
 def image_disc_loss(model, x, key, cfg):
     """The discriminator of AE-GAN / AnoVAEGAN: real slices against reconstructions."""
     recon = jax.lax.stop_gradient(model(x, key=key).recon)
-    return discriminator_loss(model.disc(x), model.disc(recon))
+    return discriminator_loss(model.disc(centre(x)), model.disc(recon))
 
 
 def image_gen_loss(model, x, key, cfg):
@@ -150,7 +156,6 @@ def denoising_loss(model, x, key, cfg):
 
     foreground = jnp.abs(x - x[:, :1, :1, :]) > 1e-6
     noise = coarse_noise(key, x.shape, cfg.noise_resolution, cfg.noise_std)
-    c = x.shape[-1] // 2
-    target, keep = x[..., c : c + 1], foreground[..., c : c + 1]
+    target, keep = centre(x), centre(foreground)
     rec = per_image(jnp.square(model(x + noise * foreground).recon - target) * keep)
     return jnp.mean(rec), {"rec": rec.mean()}

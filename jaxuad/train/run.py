@@ -25,7 +25,9 @@ def build_model(config: Config, seed: int, *, abstract: bool = False):
     """Model graph definition and initial parameters (a pure dict); with ``abstract``,
     parameter shapes only (``nnx.eval_shape``), for restoring a checkpoint into."""
     rngs = lambda: nnx.Rngs(params=config.train.key(seed))
-    make = lambda: models.create(config.model, config.data.image_size, rngs=rngs())
+    make = lambda: models.create(
+        config.model, config.data.image_size, rngs=rngs(), in_channels=config.data.context_slices
+    )
     graphdef, state = nnx.split(nnx.eval_shape(make) if abstract else make())
     return graphdef, nnx.to_pure_dict(state)
 

@@ -18,8 +18,17 @@ from tqdm.auto import tqdm
 
 from jaxuad import distributed
 from jaxuad.config import Config, ConfigError, save_json, to_dict
+from jaxuad.core.io import check_apart
 from jaxuad.core.signals import held_interrupts
-from jaxuad.data import batch_indices, iter_volumes, phantom, prefetch, slice_volume, stack_images
+from jaxuad.data import (
+    batch_indices,
+    input_locations,
+    iter_volumes,
+    phantom,
+    prefetch,
+    slice_volume,
+    stack_images,
+)
 from jaxuad.data.preprocess import with_fitted_landmarks
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
@@ -156,6 +165,9 @@ def train(
       TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
     """
     workdir = Path(workdir)
+    if config.data.path is not None and distributed.is_primary():
+        check_apart(workdir, *input_locations(config.data.path, config.data.modality),
+                    flag="--workdir")  # fmt: skip
     with _run_folder(workdir) as before:
         try:
             return _train_in(config, workdir, resume, images, stop_after, progress, devices)
@@ -265,6 +277,11 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
         _trim_log(log_path, start)
 
     end = total if stop_after is None else min(total, stop_after)
+    if start >= end:  # resuming a run that is done: nothing to train, nothing to save
+        ckpt.close()
+        if primary:
+            print(f"{workdir}: already at step {start} of {total}; nothing to train")
+        return TrainResult(state, start, {}, workdir)
 
     def batches():
         for s in range(start, end):
