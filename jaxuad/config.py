@@ -262,8 +262,8 @@ class TrainConfig(_Checked):
     # one loss, L_rec + L_prior + L_adv), weighed against it, at learning_rate; only the
     # discriminator trains at adv_learning_rate. "separate": a phase of its own at
     # adv_learning_rate with its own Adam state, which moves the decoder by about
-    # adv_learning_rate per step however small the adversarial loss; it diverged on IXI
-    # (docs/results.md).
+    # adv_learning_rate per step however small the adversarial loss, so it can run away
+    # from the reconstruction (it does on IXI T1: docs/results.md).
     generator_update: str = "joint"
     # Variance network (model.variance_net): "joint" trains it beside the model from step
     # 0; "after" trains it for variance_epochs once the model's epochs are done (the model

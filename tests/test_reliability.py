@@ -397,3 +397,20 @@ def test_case9_a_figure_that_fails_to_draw_leaves_no_file(tmp_path, monkeypatch)
     with pytest.raises(OSError):
         figures.sample_grid(np.zeros((4, 8, 8)), tmp_path / "s.png", "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_case6_a_damaged_checkpoint_is_one_line_without_tracebacks_after_it(
+    trained_run, phantom_dir, tmp_path
+):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    step = max(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
+    for f in (run / "checkpoints" / str(step) / "state").rglob("d/*"):
+        data = bytearray(f.read_bytes())
+        middle = len(data) // 2
+        data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+        f.write_bytes(bytes(data))
+    code, err = _cli("restore", "--workdir", str(run), "--data", str(phantom_dir / "lesion"),
+                     "--out", str(tmp_path / "out"), "--no-progress", cwd=tmp_path)  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err[:2000]
+    assert "checkpoint cannot be read" in err and not (tmp_path / "out").exists()

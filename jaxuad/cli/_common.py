@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from jaxuad.config import ConfigError
@@ -121,6 +123,20 @@ def start_processes(args: argparse.Namespace) -> None:
     initialize(args.coordinator, args.num_processes, args.process_id, auto=args.distributed)
 
 
+def _quiet_from_here() -> None:
+    """Silences what libraries print while the process winds down after a reported error:
+    orbax's and tensorstore's readers of a damaged checkpoint leave coroutines and I/O
+    callbacks whose failures ("Event loop is closed") Python and C++ would print as
+    tracebacks at exit, after the one line that already said what went wrong."""
+    sys.unraisablehook = lambda unraisable: None
+    threading.excepthook = lambda args: None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):  # no real stderr (captured, closed)
+        pass
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (a scheduler's kill) ends like Ctrl-C: cleanly
 
@@ -158,5 +174,6 @@ def run(main: Callable[[], int | None]) -> None:
         else:
             message = f"internal error: {type(e).__name__}: {e} (rerun with --debug for details)"
             code = 1
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        _quiet_from_here()
         sys.exit(code)

@@ -12,6 +12,10 @@ resumed into a "non-finite loss" that blames training.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -21,6 +25,36 @@ import orbax.checkpoint as ocp
 from jaxuad.config import Config, ConfigError, from_dict
 from jaxuad.core.errors import CheckpointError
 from jaxuad.train.step import TrainState
+
+
+class _held_stderr:
+    """Holds what is written to file descriptor 2 while a read runs and passes it on after,
+    unless :meth:`drop` was called: a damaged checkpoint makes tensorstore's remaining reads
+    fail in background threads, each printing an "Event loop is closed" traceback after
+    the error that names the checkpoint. ``drop`` waits for them, then discards them."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        self._file = tempfile.TemporaryFile()
+        os.dup2(self._file.fileno(), 2)
+        self._keep = True
+        return self
+
+    def drop(self) -> None:
+        time.sleep(0.5)  # the failing reads' callbacks land within milliseconds
+        self._keep = False
+
+    def __exit__(self, *exc):
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        if self._keep:
+            self._file.seek(0)
+            text = self._file.read().decode(errors="replace")
+            if text:
+                sys.stderr.write(text)
+        self._file.close()
 
 
 def state_digest(state: TrainState) -> str:
@@ -107,9 +141,15 @@ class Checkpoints:
         """
         step = self._step(step)
         try:
-            out = self._manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract._asdict()))
-            )
+            with _held_stderr() as held:
+                try:
+                    out = self._manager.restore(
+                        step,
+                        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract._asdict())),
+                    )
+                except Exception:
+                    held.drop()  # tensorstore's reads still failing behind the first error
+                    raise
             state = TrainState(**out["state"])
         except Exception as e:  # orbax and tensorstore raise many types for damaged files
             raise self._unreadable(step, e) from e
