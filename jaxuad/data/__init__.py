@@ -1,6 +1,6 @@
 """Data: NIfTI I/O and validation, normalisation, slicing, batching and the brain phantom."""
 
-from jaxuad.data.dataset import MODALITIES, Subject, discover, input_locations
+from jaxuad.data.dataset import MODALITIES, Subject, common_grid, discover, input_locations
 from jaxuad.data.nifti import (
     DataError,
     Volume,
@@ -31,6 +31,7 @@ __all__ = [
     "VolumeSlices",
     "atomic_path",
     "batch_indices",
+    "common_grid",
     "discover",
     "epoch_order",
     "input_locations",

@@ -141,3 +141,21 @@ def input_locations(data, modality: str) -> tuple[set[Path], set[Path]]:
         p.parent for s in discover(data, modality) for p in (s.image, s.brainmask, s.lesion) if p
     }
     return (folders | {data}, set()) if data.is_dir() else (folders, {data})
+
+
+def common_grid(data, modality: str) -> dict | None:
+    """``{"shape", "affine"}`` of the scans of ``data`` when they all share one grid (read
+    from their headers only), else None: the grid a run trained on, which its restorations
+    check scans against."""
+    import nibabel as nib
+    import numpy as np
+
+    grid = None
+    for s in discover(data, modality):
+        img = nib.load(str(s.image))
+        shape, affine = tuple(int(n) for n in img.shape[:3]), np.asarray(img.affine)
+        if grid is None:
+            grid = (shape, affine)
+        elif shape != grid[0] or not np.allclose(affine, grid[1], atol=1e-3):
+            return None
+    return None if grid is None else {"shape": list(grid[0]), "affine": grid[1].tolist()}

@@ -51,7 +51,7 @@ from jaxuad.data import (
     slice_volume,
     write_nifti_like,
 )
-from jaxuad.data.nifti import same_grid
+from jaxuad.data.nifti import read_json, same_grid
 from jaxuad.models import model_spec
 from jaxuad.restore.iterative import restore
 from jaxuad.restore.methods import method_spec
@@ -303,6 +303,7 @@ def _network_restorer(workdir, data, method, seed=0, devices=None, **options) ->
         return (*vs.restored_volume(restored_slices), vs.normalized)
 
     rc = config.restore
+    restore_one.check = grid_check(workdir)
 
     def summarize(subjects):
         n_slices, run_s = timing["slices"], timing["run_s"]
@@ -332,6 +333,29 @@ def _network_restorer(workdir, data, method, seed=0, devices=None, **options) ->
         )
 
     return Restorer(method, config, dc, restore_one, summarize)
+
+
+def grid_check(workdir) -> Callable:
+    """``check(volume)``: a :class:`DataError` when the run recorded the grid its training
+    scans shared (``grid.json``) and the volume lies on another: a model of anatomy on one
+    grid reads a scan on another as misregistration, everywhere."""
+    from jaxuad.train.trainer import GRID_FILE
+
+    path = Path(workdir) / GRID_FILE
+    if not path.is_file():
+        return lambda vol: None
+    grid = read_json(path, "training grid")
+    shape, affine = tuple(grid["shape"]), np.asarray(grid["affine"])
+
+    def check(vol):
+        if not same_grid(vol.image.shape, vol.affine, shape, affine):
+            raise DataError(
+                f"sub-{vol.subject}: its grid {vol.image.shape} (or affine) is not the one "
+                f"{workdir} was trained on, {shape}: bring the scan onto that grid first "
+                "(affine registration to the training template, docs/data.md)"
+            )
+
+    return check
 
 
 def restorer(workdir, data, *, method: str | None = None, **options) -> Restorer:
@@ -478,6 +502,8 @@ def fit_normative_cohort(
     rc = dataclasses.replace(r.config.restore, normative=bool(fuse), fuse=fuse)
     parts = [restorer(p, data, modality=r.data.modality) for p in rc.fuse]
     volumes = healthy_volumes(data, r.data.modality, "normative scoring")
+    for vol in volumes:
+        getattr(r.restore_one, "check", lambda v: None)(vol)
     for vol in volumes[1:]:
         if not same_grid(vol.image.shape, vol.affine, volumes[0].image.shape, volumes[0].affine):
             raise DataError(

@@ -22,18 +22,22 @@ from jaxuad.core.io import check_apart
 from jaxuad.core.signals import held_interrupts
 from jaxuad.data import (
     batch_indices,
+    common_grid,
     input_locations,
     iter_volumes,
     phantom,
     prefetch,
     slice_volume,
     stack_images,
+    write_json,
 )
 from jaxuad.data.preprocess import with_fitted_landmarks
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
 from jaxuad.train.schemes import phases_for, scheme_of, total_steps
 from jaxuad.train.step import TrainState, init_state, make_train_step
+
+GRID_FILE = "grid.json"  # the grid every training scan shared, when they did
 
 
 class TrainingDiverged(RuntimeError):
@@ -261,6 +265,10 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
     primary = distributed.is_primary()
     if primary:
         save_json(config, workdir / "config.json")
+        if config.data.path is not None and not (workdir / GRID_FILE).exists():
+            grid = common_grid(config.data.path, config.data.modality)
+            if grid is not None:  # restorations check scans against it
+                write_json(grid, workdir / GRID_FILE)
     ckpt = Checkpoints(workdir, tc.keep_checkpoints)
     start = ckpt.latest_step()
 
