@@ -117,7 +117,8 @@ def test_readme_python_example_runs(trained_run, phantom_dir):
 
 # The pipeline's stages, lowest first: a module may import its own stage and those before it.
 STAGES = (
-    "core config runtime distributed data similarity models train sampling restore postprocess "
+    "core config runtime distributed data preprocess similarity models train sampling restore "
+    "postprocess "
     "metrics "
     "evaluate report cli reproduce"
 ).split()

@@ -66,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="filter volumes on N devices at once, one each (default: every visible device)",
     )
+    p.add_argument(
+        "--space",
+        choices=("template", "native", "both"),
+        default="template",
+        help="template: volumes on the grid of --data (default); native or both: also "
+        "OUT/native/, each scan as acquired (--data from jaxuad-preprocess)",
+    )
     add_progress(p)
     args = p.parse_args(argv)
 
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         modality=args.modality,
         progress=not args.no_progress,
         devices=args.devices,
+        space=args.space,
     )
     write_report(args.out, m)
     print(

@@ -133,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         "split each chunk of restore.batch_size slices (with --calibrate: the lambda grid)",
     )
     p.add_argument(
+        "--space",
+        choices=("template", "native", "both"),
+        default="template",
+        help="where the volumes go: template = the grid of --data (default); native = back "
+        "on each scan as acquired (OUT/native/, for --data from jaxuad-preprocess); both",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="--out may hold an earlier restoration: its files are removed first (default: "
@@ -217,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.workdir}/normative/"
             )
         return 0
-    s = restore_cohort(args.workdir, args.data, args.out, overwrite=args.overwrite, **common)
+    s = restore_cohort(args.workdir, args.data, args.out, overwrite=args.overwrite,
+                       space=args.space, **common)  # fmt: skip
     if not is_primary():
         return 0
     if not s.network:  # a voxel-wise baseline

@@ -11,6 +11,7 @@ from jaxuad.data.nifti import (
     read_on_grid,
     voxel_size,
     write_json,
+    write_nifti,
     write_nifti_like,
 )
 from jaxuad.data.slices import (
@@ -46,6 +47,7 @@ __all__ = [
     "stack_images",
     "voxel_size",
     "write_json",
+    "write_nifti",
     "write_nifti_like",
 ]
 

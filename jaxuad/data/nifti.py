@@ -178,10 +178,16 @@ def write_nifti_like(array: np.ndarray, ref: Volume, path: str | Path) -> None:
     path = Path(path)
     if array.shape != ref.image.shape:
         raise ValueError(f"{path}: array shape {array.shape} != reference {ref.image.shape}")
+    write_nifti(array, ref.affine, path, ref.header)
+
+
+def write_nifti(array: np.ndarray, affine: np.ndarray, path: str | Path, header=None) -> None:
+    """Writes ``array`` [X, Y, Z] with ``affine`` (and ``header``'s qform/sform codes),
+    atomically; booleans as uint8 masks, everything else as float32."""
     dtype = np.uint8 if array.dtype == bool else np.float32
-    header = ref.header.copy()
+    header = nib.Nifti1Header() if header is None else header.copy()
     header.set_data_dtype(dtype)
-    img = nib.Nifti1Image(array.astype(dtype), ref.affine, header)
+    img = nib.Nifti1Image(np.asarray(array).astype(dtype), np.asarray(affine), header)
     img.header.set_slope_inter(1.0, 0.0)
     with atomic_path(path) as tmp:
         nib.save(img, tmp)

@@ -69,6 +69,7 @@ def evaluate(
     modality: str | None = None,
     progress: bool = True,
     devices: int | None = None,
+    space: str = "template",
 ) -> EvalResult:
     """Scores a restoration folder; writes ``thresholds.json``, ``metrics.json`` and each
     subject's ``sub-<id>_filtered`` and ``sub-<id>_seg`` NIfTI into ``out``.
@@ -76,7 +77,9 @@ def evaluate(
     Thresholds come from ``healthy`` (a restoration folder of healthy scans) or from
     ``thresholds`` (a ``thresholds.json`` from an earlier evaluation). All inputs are read
     and validated before anything is written. The JAX post-processing runs on ``devices``
-    devices (default: all), one volume each.
+    devices (default: all), one volume each. With ``space`` ``native`` or ``both`` the
+    filtered residuals and segmentations also go back onto each scan as acquired
+    (``out/native/``; ``data`` from ``jaxuad-preprocess``).
 
     Returns:
       The :class:`EvalResult`, with the cohort histogram for the figures of
@@ -92,6 +95,10 @@ def evaluate(
     modality = modality or (info.modality if info else "T1w")
     normalization = info.normalization if info else "minmax"
     inputs = list(read_inputs(pred, data, modality, normalization, cfg))
+    if space != "template":
+        from jaxuad.restore.cohort import check_space
+
+        check_space(space, data, [v for v, *_ in inputs])
     post = Postprocessor(cfg, devices)
     fitted = (
         fit_thresholds_on_folder(healthy, cfg, post)
@@ -125,8 +132,15 @@ def evaluate(
                 vol.subject, filtered[k], {n: s[k] for n, s in segs.items()},
                 vol.brainmask, vol.lesion, sizes[k],
             )  # fmt: skip
+            seg = segs[cfg.seg_threshold][k]
+            # on the scans' grid always: the report draws from these files
             write_nifti_like(filtered[k], vol, out / f"sub-{vol.subject}_filtered.nii.gz")
-            write_nifti_like(segs[cfg.seg_threshold][k], vol, out / f"sub-{vol.subject}_seg.nii.gz")
+            write_nifti_like(seg, vol, out / f"sub-{vol.subject}_seg.nii.gz")
+            if space != "template":
+                from jaxuad.preprocess import write_native
+
+                write_native(out, data, vol.subject, {"filtered": filtered[k], "seg": seg},
+                             labels=("seg",))  # fmt: skip
             bar.update(1)
     bar.close()
 

@@ -174,14 +174,18 @@ def preflight(out, data, modality: str) -> None:
         check_apart(out, *input_locations(data, modality))
 
 
-def write_cohort(out, volumes, restore_one, summarize, *, method: str, progress=True,
-                 overwrite=False) -> RestoreSummary:  # fmt: skip
+def write_cohort(
+    out, volumes, restore_one, summarize, *, method: str, progress=True, overwrite=False,
+    space: str = "template", data=None,
+) -> RestoreSummary:  # fmt: skip
     """Writes every subject's outputs and the summary into ``out`` as one transaction.
 
     ``restore_one(vol) -> (restored, residual, normalised)``, each [X, Y, Z];
     ``summarize(subjects) -> RestoreSummary``. SIGINT and SIGTERM are held until the
     subject in progress is written, then end the run with nothing changed in ``out``. Only
-    process 0 writes (every process restores)."""
+    process 0 writes (every process restores). ``space``: ``template`` (the scans' grid),
+    ``native`` (``out/native/``: back on each scan as acquired, for scans ``data`` holds
+    from ``jaxuad-preprocess``) or ``both``."""
     primary = distributed.is_primary()
     bar = tqdm(
         volumes, desc=f"restore ({method})", unit="subject", disable=not (progress and primary)
@@ -196,9 +200,16 @@ def write_cohort(out, volumes, restore_one, summarize, *, method: str, progress=
                 if pending:
                     pending.pop()()
                 restored, residual, x = restore_one(vol)
-                for array, part in ((restored, "restored"), (residual, "residual"),
-                                    (vol.brainmask, "brainmask"), (x, "normalized")):  # fmt: skip
-                    write_nifti_like(array, vol, folder.path / f"sub-{vol.subject}_{part}.nii.gz")
+                parts = {"restored": restored, "residual": residual,
+                         "brainmask": vol.brainmask, "normalized": x}  # fmt: skip
+                for part, array in parts.items() if space != "native" else ():
+                    path = folder.path / f"sub-{vol.subject}_{part}.nii.gz"
+                    write_nifti_like(array, vol, path)
+                if space != "template":
+                    from jaxuad.preprocess import write_native
+
+                    write_native(folder.path, data, vol.subject,
+                                 {"restored": restored, "residual": residual})  # fmt: skip
                 subjects.append(vol.subject)
             summary = summarize(subjects)
             summary.write(folder.path)
@@ -351,8 +362,8 @@ def grid_check(workdir) -> Callable:
         if not same_grid(vol.image.shape, vol.affine, shape, affine):
             raise DataError(
                 f"sub-{vol.subject}: its grid {vol.image.shape} (or affine) is not the one "
-                f"{workdir} was trained on, {shape}: bring the scan onto that grid first "
-                "(affine registration to the training template, docs/data.md)"
+                f"{workdir} was trained on, {shape}: bring the scan onto it first, "
+                f"jaxuad-preprocess --data SCANS --template {workdir} --out PREPROCESSED"
             )
 
     return check
@@ -444,6 +455,7 @@ def restore_cohort(
     progress=True,
     devices: int | None = None,
     overwrite: bool = False,
+    space: str = "template",
     **options,
 ) -> RestoreSummary:
     """Restores every subject of ``data`` with the run in ``workdir``.
@@ -456,9 +468,10 @@ def restore_cohort(
     ``modality``, ``step`` (checkpoint), ``restore_overrides`` (a dict of
     :class:`RestoreConfig` fields; ``normative=True`` scores against the run's normative
     statistics). ``devices``: split each chunk of slices over this many devices (default:
-    all); the results are those of one device. All input volumes are validated (and lambda
-    resolved) before anything is written. Only process 0 of a multi-process run writes.
-    Returns the summary also written to ``out/restore.json``.
+    all); the results are those of one device. ``space``: as :func:`write_cohort`. All
+    input volumes are validated (and lambda resolved) before anything is written. Only
+    process 0 of a multi-process run writes. Returns the summary also written to
+    ``out/restore.json``.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -476,8 +489,27 @@ def restore_cohort(
     volumes = list(iter_volumes(data, r.data.modality))
     for vol in volumes:  # every grid checked before anything is written
         getattr(r.restore_one, "check", lambda v: None)(vol)
-    return write_cohort(out, volumes, r.restore_one, r.summarize, method=method,
-                        progress=progress, overwrite=overwrite)  # fmt: skip
+    check_space(space, data, volumes)
+    summarize = lambda subjects: dataclasses.replace(r.summarize(subjects), space=space)  # noqa: E731
+    return write_cohort(out, volumes, r.restore_one, summarize, method=method,
+                        progress=progress, overwrite=overwrite, space=space, data=data)  # fmt: skip
+
+
+def check_space(space: str, data, volumes) -> None:
+    """:class:`ConfigError` for an unknown space, or ``native``/``both`` for scans that did
+    not come from ``jaxuad-preprocess`` (no record of the scan as acquired)."""
+    from jaxuad.preprocess import SPACES, NativeSpace
+
+    if space not in SPACES:
+        raise ConfigError(f"--space: must be one of {' | '.join(SPACES)}, got {space!r}")
+    if space == "template":
+        return
+    for vol in volumes:
+        if NativeSpace.read(data, vol.subject) is None:
+            raise DataError(
+                f"{data}: sub-{vol.subject} has no sub-{vol.subject}_native.json: --space "
+                f"{space} needs scans preprocessed by jaxuad-preprocess"
+            )
 
 
 def fit_normative_cohort(

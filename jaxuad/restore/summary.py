@@ -43,6 +43,7 @@ class RestoreSummary:
     restore: dict | None = None
     lam: float | None = None
     normative: dict | None = None  # the per-voxel statistics that standardised residuals
+    space: str | None = None  # template | native | both (None: template, earlier versions)
 
     @property
     def network(self) -> bool:
@@ -55,8 +56,12 @@ class RestoreSummary:
         return (self.restore or {}).get("prior")
 
     def files(self) -> set[str]:
-        """The names of every file this restoration wrote into its folder."""
-        parts = {f"sub-{s}_{p}.nii.gz" for s in self.subjects for p in OUTPUT_PARTS}
+        """The names of every file (and folder) this restoration wrote into its folder."""
+        parts = set()
+        if self.space != "native":
+            parts = {f"sub-{s}_{p}.nii.gz" for s in self.subjects for p in OUTPUT_PARTS}
+        if self.space in ("native", "both"):
+            parts.add("native")
         return parts | {SUMMARY_FILE}
 
     def to_json(self) -> dict:

@@ -17,9 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxuad.config import Config, ConfigError, DataConfig, load_json, save_json
-from jaxuad.data import DataError, Volume, atomic_path
+from jaxuad.data import DataError, Volume, atomic_path, write_nifti
 from jaxuad.data.nifti import same_grid
 from jaxuad.data.preprocess import preprocess
+from jaxuad.data.template import TEMPLATE_FILE
 
 ATLAS_FILE = "atlas.npz"
 MIN_STD = 1e-2  # floor of the standard deviation, in normalised units
@@ -98,6 +99,8 @@ def train_atlas(config: Config, workdir, volumes, progress: bool = True) -> Atla
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **dataclasses.asdict(atlas))
     save_json(config, workdir / "config.json")
+    held = atlas.count >= max(1, atlas.count.max() / 2)
+    write_nifti(np.where(held, atlas.mean, 0.0), atlas.affine, workdir / TEMPLATE_FILE)
     return atlas
 
 

@@ -32,6 +32,7 @@ from jaxuad.data import (
     write_json,
 )
 from jaxuad.data.preprocess import with_fitted_landmarks
+from jaxuad.data.template import TEMPLATE_FILE, MeanImage
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
 from jaxuad.train.schemes import phases_for, scheme_of, total_steps
@@ -65,9 +66,18 @@ def training_volumes(config: Config):
     return iter_volumes(dc.path, dc.modality)
 
 
-def training_images(config: Config) -> np.ndarray:
-    """[N, S, S, 1] training slices of :func:`training_volumes`."""
-    return stack_images(slice_volume(v, config.data) for v in training_volumes(config))
+def training_images(config: Config, template: MeanImage | None = None) -> np.ndarray:
+    """[N, S, S, k] training slices of :func:`training_volumes` (and their normalised
+    volumes added to ``template``, the cohort's mean image, on the way)."""
+
+    def sliced():
+        for v in training_volumes(config):
+            vs = slice_volume(v, config.data)
+            if template is not None:
+                template.add(vs.normalized, v.brainmask, v.affine)
+            yield vs
+
+    return stack_images(sliced())
 
 
 def _check_resume_config(stored: Config, config: Config) -> None:
@@ -239,8 +249,9 @@ def _train(config, workdir, resume, images, stop_after, progress, devices):
             ckpt.close()
         _check_resume_config(stored, config)
     # Data is loaded and validated before anything is written: bad input leaves no run.
+    template = MeanImage()
     if images is None:
-        images = training_images(config)
+        images = training_images(config, template)
     n = images.shape[0]
     if n < tc.batch_size:
         raise ConfigError(f"only {n} training slices for batch size {tc.batch_size}")
@@ -257,14 +268,17 @@ def _train(config, workdir, resume, images, stop_after, progress, devices):
     phases = phases_for(config, steps_per_epoch)
 
     return _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after,
-                 progress)  # fmt: skip
+                 progress, template)  # fmt: skip
 
 
-def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after, progress):
+def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after, progress,
+          template=None):  # fmt: skip
     tc, n = config.train, images.shape[0]
     primary = distributed.is_primary()
     if primary:
         save_json(config, workdir / "config.json")
+        if template is not None and not (workdir / TEMPLATE_FILE).exists():
+            template.write(workdir)  # what jaxuad-preprocess registers new scans to
         if config.data.path is not None and not (workdir / GRID_FILE).exists():
             grid = common_grid(config.data.path, config.data.modality)
             if grid is not None:  # restorations check scans against it
