@@ -68,6 +68,17 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]
     return [*args.overrides, *extra]
 
 
+def add_space(p: argparse.ArgumentParser, template: str) -> None:
+    """--space: where volumes go, relative to scans from jaxuad-preprocess."""
+    p.add_argument(
+        "--space",
+        choices=("template", "native", "both"),
+        default="template",
+        help=f"template: {template} (default); native: back on each scan as acquired "
+        "(OUT/native/, for --data from jaxuad-preprocess); both",
+    )
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jaxuad.cli._common import add_modality, add_overrides, add_progress, parser, run
+from jaxuad.cli._common import add_modality, add_overrides, add_progress, add_space, parser, run
 from jaxuad.config import EvaluateConfig, override
 
 EPILOG = """\
@@ -66,13 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="filter volumes on N devices at once, one each (default: every visible device)",
     )
-    p.add_argument(
-        "--space",
-        choices=("template", "native", "both"),
-        default="template",
-        help="template: volumes on the grid of --data (default); native or both: also "
-        "OUT/native/, each scan as acquired (--data from jaxuad-preprocess)",
-    )
+    add_space(p, "the volumes on the grid of --data; native and both write them there too")
     add_progress(p)
     args = p.parse_args(argv)
 

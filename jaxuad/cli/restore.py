@@ -10,6 +10,7 @@ from jaxuad.cli._common import (
     add_modality,
     add_overrides,
     add_progress,
+    add_space,
     flag_overrides,
     parser,
     run,
@@ -132,13 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         p,
         "split each chunk of restore.batch_size slices (with --calibrate: the lambda grid)",
     )
-    p.add_argument(
-        "--space",
-        choices=("template", "native", "both"),
-        default="template",
-        help="where the volumes go: template = the grid of --data (default); native = back "
-        "on each scan as acquired (OUT/native/, for --data from jaxuad-preprocess); both",
-    )
+    add_space(p, "the volumes on the grid of --data")
     p.add_argument(
         "--overwrite",
         action="store_true",
