@@ -193,10 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                done=(dst / "restore.json").is_file())  # fmt: skip
         ev = work / "eval" / f"{row}-{pre}-{scoring}"
         sh("jaxuad-evaluate", "--pred", str(pred / "test"), "--data", test, "--healthy",
-           str(pred / "fit"), "--out", str(ev / "test"), *overrides, quiet)  # fmt: skip
+           str(pred / "fit"), "--out", str(ev / "test"), *overrides, quiet,
+           done=_newer(ev / "test" / "metrics.json", pred))  # fmt: skip
         sh("jaxuad-evaluate", "--pred", str(pred / "check"), "--data", str(manifests["check"]),
            "--thresholds", str(ev / "test" / "thresholds.json"), "--out", str(ev / "check"),
-           *overrides, quiet)  # fmt: skip
+           *overrides, quiet, done=_newer(ev / "check" / "metrics.json", pred))  # fmt: skip
         m = json.loads((ev / "test" / "metrics.json").read_text())
         c = json.loads((ev / "check" / "metrics.json").read_text())
         r = json.loads((pred / "test" / "restore.json").read_text())
@@ -220,6 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(results, out)
     print(table(results))
     return 0
+
+
+def _newer(result: Path, pred: Path) -> bool:
+    """Whether ``result`` exists and was written after every restoration of ``pred``."""
+    parts = [pred / part / "restore.json" for part in ("fit", "check", "test")]
+    return result.is_file() and all(
+        p.is_file() and p.stat().st_mtime < result.stat().st_mtime for p in parts
+    )
 
 
 def _grouped(results: dict) -> list[str]:

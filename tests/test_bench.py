@@ -162,3 +162,31 @@ def test_benchmark_processes_compile_afresh(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], env=env, text=True,
                        capture_output=True, check=True)  # fmt: skip
     assert r.stdout.split() == ["False", "True"]
+
+
+def test_checkpoint_selection_writes_a_synthetic_cohort_and_one_run_per_checkpoint(
+    phantom_dir, tmp_path
+):
+    from benchmarks.select import copy_checkpoint, synthetic_cohort
+    from jaxuad.data import discover
+    from jaxuad.data.nifti import load_volume
+
+    healthy = phantom_dir / "healthy"
+    manifest = synthetic_cohort(healthy, tmp_path / "syn", seed=0, count=(2, 3))
+    subjects = discover(manifest, "T1w")
+    assert len(subjects) == len(discover(healthy, "T1w"))
+    for s in subjects:
+        vol = load_volume(s.id, s.image, s.brainmask, s.lesion)
+        clean = next(c for c in discover(healthy, "T1w") if c.id == s.id)
+        before = load_volume(s.id, clean.image, clean.brainmask, None).image
+        assert vol.lesion.any() and (vol.image[vol.lesion] < before[vol.lesion]).all()
+    assert synthetic_cohort(healthy, tmp_path / "syn", seed=0) == manifest  # reused
+
+    run = tmp_path / "run"
+    for step in ("10", "20"):
+        (run / "checkpoints" / step).mkdir(parents=True)
+        (run / "checkpoints" / step / "state").write_text(step)
+    (run / "config.json").write_text("{}")
+    one = copy_checkpoint(run, 10, tmp_path / "run-10")
+    assert sorted(p.name for p in (one / "checkpoints").iterdir()) == ["10"]
+    assert (one / "config.json").is_file() and not (tmp_path / "run-10.partial").exists()

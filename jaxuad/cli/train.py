@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "--resume",
         action="store_true",
         help="continue from the workdir's latest checkpoint; gives the same weights "
-        "as an uninterrupted run. Only train.epochs may change on resume",
+        "as an uninterrupted run. Only train.epochs, keep_checkpoints, checkpoint_every "
+        "and log_every may change",
     )
     p.add_argument(
         "--seed",

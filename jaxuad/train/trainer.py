@@ -80,15 +80,17 @@ def training_images(config: Config, template: MeanImage | None = None) -> np.nda
     return stack_images(sliced())
 
 
+# Settings that change how long a run goes on and what it keeps, never its weights.
+RESUMABLE = ("epochs", "keep_checkpoints", "checkpoint_every", "log_every")
+
+
 def _check_resume_config(stored: Config, config: Config) -> None:
-    """Resuming must not silently change the experiment; only train.epochs may differ."""
+    """Resuming must not silently change the experiment; only ``RESUMABLE`` train keys may
+    differ."""
+    kept = {k: getattr(stored.train, k) for k in RESUMABLE}
     a, b = (
         to_dict(stored),
-        to_dict(
-            dataclasses.replace(
-                config, train=dataclasses.replace(config.train, epochs=stored.train.epochs)
-            )
-        ),
+        to_dict(dataclasses.replace(config, train=dataclasses.replace(config.train, **kept))),
     )
     diffs = [
         f"{s}.{k}: run has {a[s][k]!r}, now {b[s][k]!r}"
