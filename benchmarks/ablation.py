@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             dst = pred / part
             sh("jaxuad-restore", *restore_argv, "--data", str(data), "--modality", "T1w",
                "--out", str(dst), "--overwrite", quiet,
-               done=(dst / "restore.json").is_file())  # fmt: skip
+               done=_restored_by(dst, restore_argv))  # fmt: skip
         ev = work / "eval" / f"{row}-{pre}-{scoring}"
         sh("jaxuad-evaluate", "--pred", str(pred / "test"), "--data", test, "--healthy",
            str(pred / "fit"), "--out", str(ev / "test"), *overrides, quiet,
@@ -221,6 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(results, out)
     print(table(results))
     return 0
+
+
+def _restored_by(dst: Path, restore_argv: list[str]) -> bool:
+    """Whether ``dst`` holds a restoration by the run ``restore_argv`` names (a row renamed
+    to another run must not reuse the old run's restorations)."""
+    if not (dst / "restore.json").is_file():
+        return False
+    run = json.loads((dst / "restore.json").read_text()).get("run")
+    wd = restore_argv[restore_argv.index("--workdir") + 1] if "--workdir" in restore_argv else None
+    return (run is None) == (wd is None) and (wd is None or Path(run) == Path(wd).resolve())
 
 
 def _newer(result: Path, pred: Path) -> bool:

@@ -60,13 +60,14 @@ def synthetic_cohort(manifest: Path, folder: Path, seed: int, **lesions) -> Path
 
 
 def copy_checkpoint(run: Path, step: int, dst: Path) -> Path:
-    """``dst``: a run folder holding ``run``'s files and only its checkpoint ``step``."""
+    """``dst``: a run folder holding ``run``'s files (config, log) and only its checkpoint
+    ``step``."""
     if not (dst / "checkpoints" / str(step)).is_dir():
         tmp = dst.with_name(dst.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / "checkpoints").mkdir(parents=True)
         for f in run.iterdir():
-            if f.is_file() and f.name != "metrics.jsonl":
+            if f.is_file():
                 shutil.copy2(f, tmp / f.name)
         shutil.copytree(run / "checkpoints" / str(step), tmp / "checkpoints" / str(step))
         tmp.rename(dst)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from jaxuad.cli._common import add_modality, add_progress, parser, run
@@ -52,15 +51,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from jaxuad.core.io import OutputFolder, check_apart
     from jaxuad.core.signals import held_interrupts
-    from jaxuad.data import DataError
     from jaxuad.data.dataset import check_subject_id
-    from jaxuad.preprocess import preprocess_scan, template_path
+    from jaxuad.preprocess import find_scans, preprocess_scan, template_path
 
     modality = args.modality or "T1w"
     template = template_path(args.template)
-    scans = raw_scans(Path(args.data), modality)
-    if not scans:
-        raise DataError(f"{args.data}: no sub-<id>_{modality}.nii[.gz] scans")
+    scans = find_scans(args.data, modality)
     for sid, _, _ in scans:
         check_subject_id(sid, str(args.data))
     folders = {Path(s).parent for _, s, _ in scans} | {Path(args.data)}
@@ -81,27 +77,6 @@ def main(argv: list[str] | None = None) -> int:
             folder.commit()
     print(f"preprocessed {len(scans)} scans onto {template} into {args.out}")
     return 0
-
-
-def raw_scans(data: Path, modality: str) -> list[tuple[str, Path, Path | None]]:
-    """(subject, scan, brain mask or None) of a scan file or a folder of scans."""
-    if data.is_file():
-        sid = re.sub(r"\.nii(\.gz)?$", "", data.name).removeprefix("sub-")
-        sid = sid.removesuffix(f"_{modality}")
-        return [(sid, data, None)]
-    if not data.is_dir():
-        from jaxuad.data import DataError
-
-        raise DataError(f"{data}: no such scan file or folder (--data)")
-    found = []
-    pattern = re.compile(rf"sub-(.+)_{re.escape(modality)}\.nii(\.gz)?")
-    for path in sorted(data.iterdir()):
-        m = pattern.fullmatch(path.name)
-        if m:
-            sid = m.group(1)
-            masks = [data / f"sub-{sid}_brainmask.nii{ext}" for ext in (".gz", "")]
-            found.append((sid, path, next((p for p in masks if p.is_file()), None)))
-    return found
 
 
 def entry() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,31 @@ def to_native(array: np.ndarray, folder, record: NativeSpace, *, label: bool = F
     return back > 0.5 if label else back.astype(np.float32)
 
 
+def find_scans(data, modality: str = "T1w") -> list[tuple[str, Path, Path | None]]:
+    """(subject, scan, brain mask or None) of a scan file (``sub-<id>_<modality>.nii.gz`` or
+    any name) or a folder of ``sub-<id>_<modality>.nii[.gz]`` scans, each with an optional
+    ``sub-<id>_brainmask.nii[.gz]`` beside it."""
+    data = Path(data)
+    if data.is_file():
+        sid = re.sub(r"\.nii(\.gz)?$", "", data.name).removeprefix("sub-")
+        sid = sid.removesuffix(f"_{modality}")
+        masks = [data.with_name(f"sub-{sid}_brainmask.nii{e}") for e in (".gz", "")]
+        return [(sid, data, next((m for m in masks if m.is_file()), None))]
+    if not data.is_dir():
+        raise DataError(f"{data}: no such scan file or folder (--data)")
+    found = []
+    pattern = re.compile(rf"sub-(.+)_{re.escape(modality)}\.nii(\.gz)?")
+    for path in sorted(data.iterdir()):
+        m = pattern.fullmatch(path.name)
+        if m:
+            sid = m.group(1)
+            masks = [data / f"sub-{sid}_brainmask.nii{ext}" for ext in (".gz", "")]
+            found.append((sid, path, next((p for p in masks if p.is_file()), None)))
+    if not found:
+        raise DataError(f"{data}: no sub-<id>_{modality}.nii[.gz] scans")
+    return found
+
+
 SPACES = ("template", "native", "both")
 NATIVE_DIR = "native"  # inside an output folder: its volumes on each scan as acquired
 
@@ -229,6 +255,7 @@ __all__ = [
     "SPACES",
     "NativeSpace",
     "extract_brain",
+    "find_scans",
     "preprocess_scan",
     "template_path",
     "to_native",

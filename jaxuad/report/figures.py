@@ -40,28 +40,27 @@ def pick_slice(lesion: np.ndarray | None, score: np.ndarray) -> int:
 def subject_panel(
     path: Path, title: str, image, restored, filtered, seg, lesion, vmax_residual: float
 ) -> None:
-    """Input | restoration | filtered residual | segmentation (red) vs ground truth (green)."""
-    k = pick_slice(lesion, filtered)
+    """Input | restoration | filtered residual | segmentation (red) vs ground truth (green);
+    without a restoration (``restored`` None) or ground truth, their parts are left out."""
+    k = pick_slice(lesion if lesion is not None else seg, filtered)
     cols = [
         ("input", image, "gray", None),
         ("restoration", restored, "gray", None),
         ("filtered residual", filtered, "inferno", vmax_residual),
     ]
-    fig, axes = _subplots(1, 4, figsize=(12, 3.6))
+    cols = [c for c in cols if c[1] is not None]
+    fig, axes = _subplots(1, len(cols) + 1, figsize=(3 * len(cols) + 3, 3.6))
     lo, hi = np.percentile(image[image > 0], [0.5, 99.5]) if (image > 0).any() else (0, 1)
     for ax, (name, vol, cmap, vmax) in zip(axes, cols, strict=False):
-        if vol is None:
-            ax.set_visible(False)
-            continue
         kw = {"vmin": 0, "vmax": vmax} if vmax else {"vmin": lo, "vmax": hi}
         ax.imshow(_axial(vol, k), cmap=cmap, **kw)
         ax.set_title(name)
-    ax = axes[3]
+    ax = axes[-1]
     ax.imshow(_axial(image, k), cmap="gray", vmin=lo, vmax=hi)
     ax.imshow(np.ma.masked_where(~_axial(seg, k), _axial(seg, k)), cmap="autumn", alpha=0.6)
     if lesion is not None and lesion[:, :, k].any():
         ax.contour(_axial(lesion, k), levels=[0.5], colors="lime", linewidths=0.8)
-    ax.set_title("segmentation / truth")
+    ax.set_title("segmentation / truth" if lesion is not None else "segmentation")
     for ax in axes:
         ax.axis("off")
     fig.suptitle(f"{title}  (axial slice {k})")

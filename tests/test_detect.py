@@ -1,0 +1,131 @@
+"""jaxuad-detect (issue 38, item 5): a detector fitted on healthy scans, lesion maps on each
+scan's own grid, on the phantom; with ANTsPy also from scans moved off the run's grid."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tests.conftest import script
+
+
+def _dice(a, b) -> float:
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+@pytest.fixture(scope="module")
+def detector(phantom_dir, tmp_path_factory):
+    """An atlas of 8 healthy FLAIR phantoms, its detector fitted on 3 others."""
+    from jaxuad.data import phantom
+
+    root = tmp_path_factory.mktemp("detect")
+    phantom.write_cohort(root / "train", 8, 1, "healthy")
+    run = root / "atlas"
+    for argv in (
+        ["jaxuad-train", "--model", "atlas", "--data", str(root / "train"), "--workdir",
+         str(run), "--modality", "FLAIR", "--no-progress"],
+        ["jaxuad-detect", "--fit", "--workdir", str(run), "--data",
+         str(phantom_dir / "healthy"), "--modality", "FLAIR", "--no-progress"],
+    ):  # fmt: skip
+        r = subprocess.run([script(argv[0]), *argv[1:]], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert "fpr1" in r.stdout
+    return run
+
+
+def _detect(run, data, out, *extra):
+    return subprocess.run(
+        [script("jaxuad-detect"), "--workdir", str(run), "--data", str(data), "--out",
+         str(out), "--modality", "FLAIR", "--no-progress", *extra],
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_detect_writes_lesion_maps_on_the_scans_grid(detector, phantom_dir, tmp_path):
+    r = _detect(detector, phantom_dir / "lesion", tmp_path / "found")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "found" / "detect.json").read_text())
+    assert report["threshold"]["name"] == "fpr1" and not report["preprocessed"]
+    assert report["threshold"]["healthy_fpr"] <= 0.01
+    thr = report["threshold"]["value"]
+    dice = {}
+    for entry in report["subjects"]:
+        sid = entry["subject"]
+        scan = nib.load(phantom_dir / "lesion" / f"sub-{sid}_FLAIR.nii.gz")
+        found = nib.load(tmp_path / "found" / entry["files"]["lesions"])
+        assert found.shape == scan.shape and np.allclose(found.affine, scan.affine)
+        seg = np.asarray(found.dataobj) > 0
+        score = nib.load(tmp_path / "found" / entry["files"]["score"]).get_fdata()
+        # the healthy 1 % threshold on the post-processed score, small components removed
+        assert seg.any() and (score[seg] > thr).all()
+        assert seg.sum() <= (score > thr).sum()
+        truth = nib.load(phantom_dir / "lesion" / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0
+        dice[sid] = _dice(seg, truth)
+        # the summary is the mask's: its volume and its 26-connected components
+        ml = seg.sum() * np.prod(scan.header.get_zooms()[:3]) / 1000
+        assert entry["lesion_ml"] == pytest.approx(ml)
+        assert entry["lesions"] == ndimage.label(seg, np.ones((3, 3, 3)))[1]
+        assert (tmp_path / "found" / entry["files"]["panel"]).stat().st_size > 0
+    assert max(dice.values()) > 0.3  # the tumour; the atlas of 8 phantoms misses small MS
+    assert (tmp_path / "found" / "steps" / "restored" / "restore.json").is_file()
+
+
+def test_detect_names_a_missing_detector_and_an_unknown_threshold(detector, phantom_dir, tmp_path):
+    r = _detect(detector, phantom_dir / "lesion", tmp_path / "a", "--threshold", "fpr7")
+    assert r.returncode == 2 and "fpr7" in r.stderr and "fpr1" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = _detect(phantom_dir, phantom_dir / "lesion", tmp_path / "b")
+    assert r.returncode == 2 and "detector.json" in r.stderr and "--fit" in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_detect_on_a_scan_moved_off_the_grid_maps_back_onto_it(detector, phantom_dir, tmp_path):
+    """A lesion phantom resampled onto a rotated, shifted grid of other voxels, as a scanner
+    would write it: preprocessing registers it to the run's template, and the lesion map
+    comes back on the moved grid, as good as on the run's own grid."""
+    pytest.importorskip("ants", reason="ANTsPy is not installed (pip install 'jaxuad[preprocess]')")
+    src = phantom_dir / "lesion"
+    sizes = {p.name.split("_")[0][4:]: (nib.load(p).get_fdata() > 0).sum()
+             for p in src.glob("sub-*_lesion.nii.gz")}  # fmt: skip
+    sid = max(sizes, key=sizes.get)  # the tumour
+    scan = nib.load(src / f"sub-{sid}_FLAIR.nii.gz")
+    a = np.deg2rad(8.0)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    moved_affine = np.eye(4)
+    moved_affine[:3, :3] = rot @ np.diag([1.8, 1.8, 2.2])
+    centre = scan.affine @ np.r_[(np.array(scan.shape) - 1) / 2, 1]
+    shape = (np.array(scan.shape) * np.array(scan.header.get_zooms()) / [1.8, 1.8, 2.2]).astype(int)
+    moved_affine[:3, 3] = centre[:3] + 3.0 - moved_affine[:3, :3] @ ((shape - 1) / 2)
+    to_src = np.linalg.inv(scan.affine) @ moved_affine  # moved voxel -> source voxel
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for part, order in (("FLAIR", 1), ("brainmask", 0), ("lesion", 0)):
+        data = nib.load(src / f"sub-{sid}_{part}.nii.gz").get_fdata()
+        out = ndimage.affine_transform(data, to_src[:3, :3], to_src[:3, 3], shape, order=order)
+        nib.save(
+            nib.Nifti1Image(out.astype(np.float32), moved_affine),
+            moved / f"sub-{sid}_{part}.nii.gz",
+        )
+    truth = nib.load(moved / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0.5
+    (moved / f"sub-{sid}_lesion.nii.gz").unlink()  # the detector never sees it
+
+    single = tmp_path / "single"  # the same scan on the run's grid
+    single.mkdir()
+    for part in ("FLAIR", "brainmask"):
+        (single / f"sub-{sid}_{part}.nii.gz").symlink_to(src / f"sub-{sid}_{part}.nii.gz")
+    on_grid = _detect(detector, single, tmp_path / "on-grid")
+    r = _detect(detector, moved, tmp_path / "found")
+    assert on_grid.returncode == 0 and r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "found" / "detect.json").read_text())
+    assert report["preprocessed"]
+    found = nib.load(tmp_path / "found" / f"sub-{sid}_lesions.nii.gz")
+    assert found.shape == tuple(shape) and np.allclose(found.affine, moved_affine, atol=1e-4)
+    ref = nib.load(tmp_path / "on-grid" / f"sub-{sid}_lesions.nii.gz")
+    ref_dice = _dice(np.asarray(ref.dataobj) > 0,
+                     nib.load(src / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0)  # fmt: skip
+    assert _dice(np.asarray(found.dataobj) > 0, truth) > ref_dice - 0.1
