@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                    default=Path("work/ablation/normative.csv"),
                    help="other unseen healthy scans, for normative statistics")  # fmt: skip
     p.add_argument("--method", default="reconstruction", help="restoration method")
+    p.add_argument("--steps", type=int, nargs="+", default=None,
+                   help="only these checkpoint steps (default: every kept one)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the implanted lesions")
     p.add_argument("--radius-mm", type=float, nargs=2, default=RADIUS_MM, metavar=("LO", "HI"),
                    help="range of the lesions' semi-axes in mm")  # fmt: skip
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for wd in args.run:
         ckpt = Checkpoints(wd)
-        steps = ckpt.steps()
+        steps = [s for s in ckpt.steps() if args.steps is None or s in args.steps]
         ckpt.close()
         name = Path(wd).name
         for step in steps:

@@ -53,6 +53,8 @@ class Detector:
       evaluate: the post-processing settings (an :class:`EvaluateConfig` as a dict).
       thresholds: the fitted thresholds, as ``jaxuad-evaluate`` writes ``thresholds.json``.
       healthy: the healthy scans they were fitted on, and their subjects.
+      preprocess: how scans off the run's grid are preprocessed (``n4``: bias correction,
+        which should match what the training scans went through).
     """
 
     method: str
@@ -60,6 +62,7 @@ class Detector:
     evaluate: dict
     thresholds: dict
     healthy: dict
+    preprocess: dict = dataclasses.field(default_factory=lambda: {"n4": True})
 
     def evaluate_config(self, threshold: str | None = None) -> EvaluateConfig:
         """The post-processing settings, segmenting at ``threshold`` (a threshold name)."""
@@ -112,6 +115,7 @@ def fit_detector(
     restore_overrides: dict | None = None,
     cfg: EvaluateConfig | None = None,
     modality: str = "T1w",
+    n4: bool = True,
     progress: bool = True,
 ) -> Detector:
     """Restores healthy scans the run did not train on, fits the thresholds on them, and
@@ -125,6 +129,9 @@ def fit_detector(
       restore_overrides: ``restore.*`` settings (e.g. ``{"normative": True}``).
       cfg: post-processing settings (default :class:`EvaluateConfig`).
       modality: the contrast of the scans.
+      n4: N4 bias correction when :func:`detect` preprocesses a scan; off when the run's
+        training scans were not bias-corrected (N4 then changes a scan's contrast away
+        from theirs).
     """
     cfg = cfg or EvaluateConfig()
     with tempfile.TemporaryDirectory(prefix=".detector-fit-", dir=run) as tmp:
@@ -138,6 +145,7 @@ def fit_detector(
         evaluate=dataclasses.asdict(cfg),
         thresholds=thresholds,
         healthy={"data": str(Path(healthy).absolute()), "subjects": list(summary.subjects)},
+        preprocess={"n4": n4},
     )
     write_json(dataclasses.asdict(det), Path(run) / DETECTOR_FILE)
     return det
@@ -218,7 +226,8 @@ def detect(
             prep.mkdir()
             template = template_path(run)
             for sid, scan, mask in scans:
-                preprocess_scan(scan, mask, template, prep, sid, modality=modality)
+                preprocess_scan(scan, mask, template, prep, sid, modality=modality,
+                                n4=det.preprocess.get("n4", True))  # fmt: skip
         else:
             prep = _manifest(scans, steps / "scans.csv")
         space = "both" if native else "template"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from jaxuad.data.synthetic import moved_grid, resample
 from tests.conftest import script
 
 
@@ -79,9 +80,12 @@ def test_detect_names_a_missing_detector_and_an_unknown_threshold(detector, phan
     r = _detect(detector, phantom_dir / "lesion", tmp_path / "a", "--threshold", "fpr7")
     assert r.returncode == 2 and "fpr7" in r.stderr and "fpr1" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    r = _detect(detector, phantom_dir / "lesion", tmp_path / "c", "--no-n4")
+    assert r.returncode == 2 and "go with --fit" in r.stderr
+    assert json.loads((detector / "detector.json").read_text())["preprocess"] == {"n4": True}
     r = _detect(phantom_dir, phantom_dir / "lesion", tmp_path / "b")
     assert r.returncode == 2 and "detector.json" in r.stderr and "--fit" in r.stderr
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / n).exists() for n in "abc")
 
 
 def test_detect_on_a_scan_moved_off_the_grid_maps_back_onto_it(detector, phantom_dir, tmp_path):
@@ -94,23 +98,13 @@ def test_detect_on_a_scan_moved_off_the_grid_maps_back_onto_it(detector, phantom
              for p in src.glob("sub-*_lesion.nii.gz")}  # fmt: skip
     sid = max(sizes, key=sizes.get)  # the tumour
     scan = nib.load(src / f"sub-{sid}_FLAIR.nii.gz")
-    a = np.deg2rad(8.0)
-    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    moved_affine = np.eye(4)
-    moved_affine[:3, :3] = rot @ np.diag([1.8, 1.8, 2.2])
-    centre = scan.affine @ np.r_[(np.array(scan.shape) - 1) / 2, 1]
-    shape = (np.array(scan.shape) * np.array(scan.header.get_zooms()) / [1.8, 1.8, 2.2]).astype(int)
-    moved_affine[:3, 3] = centre[:3] + 3.0 - moved_affine[:3, :3] @ ((shape - 1) / 2)
-    to_src = np.linalg.inv(scan.affine) @ moved_affine  # moved voxel -> source voxel
+    shape, moved_affine = moved_grid(scan.shape, scan.affine, (0, 0, 8), (3, 3, 3), (1.8, 1.8, 2.2))
     moved = tmp_path / "moved"
     moved.mkdir()
     for part, order in (("FLAIR", 1), ("brainmask", 0), ("lesion", 0)):
         data = nib.load(src / f"sub-{sid}_{part}.nii.gz").get_fdata()
-        out = ndimage.affine_transform(data, to_src[:3, :3], to_src[:3, 3], shape, order=order)
-        nib.save(
-            nib.Nifti1Image(out.astype(np.float32), moved_affine),
-            moved / f"sub-{sid}_{part}.nii.gz",
-        )
+        out = resample(data, scan.affine, shape, moved_affine, order)
+        nib.save(nib.Nifti1Image(out, moved_affine), moved / f"sub-{sid}_{part}.nii.gz")
     truth = nib.load(moved / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0.5
     (moved / f"sub-{sid}_lesion.nii.gz").unlink()  # the detector never sees it
 

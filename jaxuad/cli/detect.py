@@ -68,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         help="with --fit and --normative: fuse these runs' z-scores (fitted by "
         "jaxuad-restore --fit-normative --fuse)",
     )
+    p.add_argument(
+        "--no-n4",
+        action="store_true",
+        help="with --fit: preprocess scans without N4 bias correction (when the run's "
+        "training scans were not bias-corrected)",
+    )
     add_overrides(
         p,
         "restore.KEY=VALUE|evaluate.KEY=VALUE",
@@ -112,15 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         cfg = override(Config(evaluate=EvaluateConfig()), evaluate)
         det = fit_detector(args.workdir, args.data, method=args.method,
                            restore_overrides=restore, cfg=cfg.evaluate, modality=modality,
-                           progress=not args.no_progress)  # fmt: skip
+                           n4=not args.no_n4, progress=not args.no_progress)  # fmt: skip
         levels = ", ".join(f"{k} {v['value']:.4g}" for k, v in det.thresholds["thresholds"].items())
         print(f"detector of {args.workdir} ({det.method}) on "
               f"{len(det.healthy['subjects'])} healthy scans: {levels}")  # fmt: skip
         return 0
     if args.out is None:
         raise ConfigError("--out is required (unless --fit)")
-    if args.overrides or args.method or args.normative or args.per_scan or args.fuse:
-        raise ConfigError("--method, --normative, --per-scan, --fuse and --set go with --fit")
+    if any((args.overrides, args.method, args.normative, args.per_scan, args.fuse, args.no_n4)):
+        raise ConfigError(
+            "--method, --normative, --per-scan, --fuse, --no-n4 and --set go with --fit"
+        )
     findings = detect(args.data, args.workdir, args.out, threshold=args.threshold,
                       modality=modality, overwrite=args.overwrite,
                       progress=not args.no_progress)  # fmt: skip

@@ -109,3 +109,38 @@ def implant_lesions(
     change *= brain
     lesion = brain & (weight >= 0.5)
     return Implanted((img * (1.0 + change)).astype(np.float32), lesion, centres)
+
+
+def moved_grid(
+    shape, affine, rotation_deg, shift_mm, voxel_mm
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid covering the same field of view as (``shape``, ``affine``), rotated about its
+    centre by ``rotation_deg`` (about x, y, z in turn), shifted by ``shift_mm`` and with
+    voxels of ``voxel_mm``: how another acquisition might lie. Returns (shape, affine)."""
+    ax, ay, az = np.deg2rad(rotation_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    affine = np.asarray(affine, float)
+    old_size = np.asarray(shape) * np.sqrt(np.square(affine[:3, :3]).sum(0))
+    new_shape = np.ceil(old_size / np.asarray(voxel_mm)).astype(int)
+    new = np.eye(4)
+    new[:3, :3] = (
+        rz
+        @ ry
+        @ rx
+        @ affine[:3, :3]
+        @ np.diag(np.asarray(voxel_mm) / np.sqrt(np.square(affine[:3, :3]).sum(0)))
+    )
+    centre = affine @ np.r_[(np.asarray(shape) - 1) / 2, 1]
+    new[:3, 3] = centre[:3] + np.asarray(shift_mm) - new[:3, :3] @ ((new_shape - 1) / 2)
+    return tuple(int(n) for n in new_shape), new
+
+
+def resample(volume, affine, shape, new_affine, order: int = 1) -> np.ndarray:
+    """``volume`` (on ``affine``) sampled on the grid (``shape``, ``new_affine``): linear for
+    ``order=1``, nearest neighbour (masks) for ``order=0``; zero outside."""
+    to_src = np.linalg.inv(np.asarray(affine, float)) @ np.asarray(new_affine, float)
+    out = ndimage.affine_transform(np.asarray(volume, np.float32), to_src[:3, :3],
+                                   to_src[:3, 3], shape, order=order)  # fmt: skip
+    return out
