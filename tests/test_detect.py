@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from jaxuad.cli import detect as detect_cli
+from jaxuad.cli import train as train_cli
 from jaxuad.data.synthetic import moved_grid, resample
 from tests.conftest import script
 
@@ -27,19 +29,22 @@ def detector(phantom_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("detect")
     phantom.write_cohort(root / "train", 8, 1, "healthy")
     run = root / "atlas"
-    for argv in (
-        ["jaxuad-train", "--model", "atlas", "--data", str(root / "train"), "--workdir",
-         str(run), "--modality", "FLAIR", "--no-progress"],
-        ["jaxuad-detect", "--fit", "--workdir", str(run), "--data",
-         str(phantom_dir / "healthy"), "--modality", "FLAIR", "--no-progress"],
-    ):  # fmt: skip
-        r = subprocess.run([script(argv[0]), *argv[1:]], capture_output=True, text=True)
-        assert r.returncode == 0, r.stderr
-    assert "fpr1" in r.stdout
+    assert train_cli.main(["--model", "atlas", "--data", str(root / "train"), "--workdir",
+                           str(run), "--modality", "FLAIR", "--no-progress"]) == 0
+    assert detect_cli.main(["--fit", "--workdir", str(run), "--data",
+                            str(phantom_dir / "healthy"), "--modality", "FLAIR",
+                            "--no-progress"]) == 0  # fmt: skip
     return run
 
 
-def _detect(run, data, out, *extra):
+def _detect(run, data, out, *extra) -> int:
+    """jaxuad-detect in this process (its compiled functions shared with the other tests)."""
+    return detect_cli.main(["--workdir", str(run), "--data", str(data), "--out", str(out),
+                            "--modality", "FLAIR", "--no-progress", *extra])  # fmt: skip
+
+
+def _detect_command(run, data, out, *extra):
+    """jaxuad-detect as a command: its exit status and one-line errors."""
     return subprocess.run(
         [script("jaxuad-detect"), "--workdir", str(run), "--data", str(data), "--out",
          str(out), "--modality", "FLAIR", "--no-progress", *extra],
@@ -48,8 +53,7 @@ def _detect(run, data, out, *extra):
 
 
 def test_detect_writes_lesion_maps_on_the_scans_grid(detector, phantom_dir, tmp_path):
-    r = _detect(detector, phantom_dir / "lesion", tmp_path / "found")
-    assert r.returncode == 0, r.stderr
+    assert _detect(detector, phantom_dir / "lesion", tmp_path / "found") == 0
     report = json.loads((tmp_path / "found" / "detect.json").read_text())
     assert report["threshold"]["name"] == "fpr1" and not report["preprocessed"]
     assert report["threshold"]["healthy_fpr"] <= 0.01
@@ -77,13 +81,13 @@ def test_detect_writes_lesion_maps_on_the_scans_grid(detector, phantom_dir, tmp_
 
 
 def test_detect_names_a_missing_detector_and_an_unknown_threshold(detector, phantom_dir, tmp_path):
-    r = _detect(detector, phantom_dir / "lesion", tmp_path / "a", "--threshold", "fpr7")
+    r = _detect_command(detector, phantom_dir / "lesion", tmp_path / "a", "--threshold", "fpr7")
     assert r.returncode == 2 and "fpr7" in r.stderr and "fpr1" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    r = _detect(detector, phantom_dir / "lesion", tmp_path / "c", "--no-n4")
+    r = _detect_command(detector, phantom_dir / "lesion", tmp_path / "c", "--no-n4")
     assert r.returncode == 2 and "go with --fit" in r.stderr
     assert json.loads((detector / "detector.json").read_text())["preprocess"] == {"n4": True}
-    r = _detect(phantom_dir, phantom_dir / "lesion", tmp_path / "b")
+    r = _detect_command(phantom_dir, phantom_dir / "lesion", tmp_path / "b")
     assert r.returncode == 2 and "detector.json" in r.stderr and "--fit" in r.stderr
     assert not any((tmp_path / n).exists() for n in "abc")
 
@@ -112,9 +116,8 @@ def test_detect_on_a_scan_moved_off_the_grid_maps_back_onto_it(detector, phantom
     single.mkdir()
     for part in ("FLAIR", "brainmask"):
         (single / f"sub-{sid}_{part}.nii.gz").symlink_to(src / f"sub-{sid}_{part}.nii.gz")
-    on_grid = _detect(detector, single, tmp_path / "on-grid")
-    r = _detect(detector, moved, tmp_path / "found")
-    assert on_grid.returncode == 0 and r.returncode == 0, r.stderr
+    assert _detect(detector, single, tmp_path / "on-grid") == 0
+    assert _detect(detector, moved, tmp_path / "found") == 0
     report = json.loads((tmp_path / "found" / "detect.json").read_text())
     assert report["preprocessed"]
     found = nib.load(tmp_path / "found" / f"sub-{sid}_lesions.nii.gz")

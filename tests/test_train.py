@@ -72,6 +72,8 @@ def test_a_signal_during_a_step_saves_that_steps_checkpoint(
         return signalled
 
     monkeypatch.setattr(trainer, "make_train_step", make)
+    # as in a foreground process (a background job starts with SIGINT ignored, and keeps it so)
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # the commands' SIGTERM handler
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -79,7 +81,8 @@ def test_a_signal_during_a_step_saves_that_steps_checkpoint(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert Checkpoints(tmp_path).latest_step() == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    restored = signal.signal(signal.SIGINT, sigint)
+    assert restored is signal.default_int_handler
     monkeypatch.undo()
     resumed = train(_cfg(), tmp_path, images=smoke_images[:24], resume=True, progress=False)
     assert resumed.steps == 12
