@@ -14,7 +14,8 @@ rotation (up to 10 degrees about each axis), shift (up to 5 mm) and voxel size (
 in-plane, 1-2.5 mm across), in the moved space: the Dice should not change.
 Writes the run to ``WORK/run/`` with its ``MODEL_CARD.md``, and
 ``pretrained.json``, ``pretrained.md``, ``MODEL_CARD.md`` and ``commands.sh`` to ``OUT``
-(default ``results/<date>-<commit>/pretrained``).
+(default ``results/<date>-<commit>/pretrained``); with ``--install`` the run is installed as
+``atlas-ixi-t1`` (``jaxuad-detect --workdir atlas-ixi-t1``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shared", type=Path, default=SHARED, help="data folder")
     p.add_argument("--work", type=Path, default=Path("work/pretrained"), help="scratch folder")
     p.add_argument("--out", type=Path, default=None, help="results folder")
+    p.add_argument("--install", action="store_true",
+                   help="install the run as atlas-ixi-t1 (jaxuad-models)")  # fmt: skip
     args = p.parse_args(argv)
     out = args.out or default_results() / "pretrained"
     out.mkdir(parents=True, exist_ok=True)
@@ -162,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     (run / "MODEL_CARD.md").write_text(card)
     (out / "MODEL_CARD.md").write_text(card)
     print("\n".join(rows))
+    if args.install:
+        from jaxuad.pretrained import install
+
+        print(f"installed as atlas-ixi-t1: {install(run, 'atlas-ixi-t1', overwrite=True)}")
     return 0
 
 

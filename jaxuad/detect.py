@@ -37,6 +37,7 @@ from jaxuad.data.dataset import check_subject_id
 from jaxuad.data.nifti import read_nifti, same_grid, voxel_size
 from jaxuad.evaluate import evaluate, fit_thresholds_on_folder, threshold_names
 from jaxuad.preprocess import find_scans
+from jaxuad.pretrained import resolve_run
 from jaxuad.restore import restore_cohort
 
 DETECTOR_FILE = "detector.json"
@@ -134,6 +135,7 @@ def fit_detector(
         from theirs).
     """
     cfg = cfg or EvaluateConfig()
+    run = resolve_run(run)
     with tempfile.TemporaryDirectory(prefix=".detector-fit-", dir=run) as tmp:
         summary = restore_cohort(run, healthy, Path(tmp) / "healthy", method=method,
                                  modality=modality, restore_overrides=restore_overrides or {},
@@ -187,7 +189,8 @@ def detect(
     Args:
       data: a scan file or a folder of scans (:func:`find_scans`), as acquired or already
         on the run's grid with brain masks.
-      run: a run folder holding a detector (:func:`fit_detector`).
+      run: a run folder holding a detector (:func:`fit_detector`), or the name of an
+        installed one (:mod:`jaxuad.pretrained`).
       out: the output folder (new or empty; with ``overwrite`` an earlier detection).
       threshold: the detector's threshold to segment at (``fpr1``, ``fpr0.1``, ...,
         ``percentile``).
@@ -199,6 +202,7 @@ def detect(
       ConfigError: no detector in ``run``; a threshold it does not have.
       DataError: unreadable scans; scans off the grid without the ``preprocess`` extra.
     """
+    run = resolve_run(run)
     det = Detector.read(run)
     cfg = det.evaluate_config(threshold)
     scans = find_scans(data, modality)

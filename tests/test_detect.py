@@ -126,3 +126,32 @@ def test_detect_on_a_scan_moved_off_the_grid_maps_back_onto_it(detector, phantom
     ref_dice = _dice(np.asarray(ref.dataobj) > 0,
                      nib.load(src / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0)  # fmt: skip
     assert _dice(np.asarray(found.dataobj) > 0, truth) > ref_dice - 0.1
+
+
+def test_an_installed_detector_is_named_instead_of_given(
+    detector, phantom_dir, tmp_path, monkeypatch, capsys
+):
+    from jaxuad.cli import models as models_cli
+    from jaxuad.config import ConfigError
+
+    monkeypatch.setenv("JAXUAD_MODELS", str(tmp_path / "models"))
+    (detector / "MODEL_CARD.md").write_text("# phantom atlas\n")
+    assert models_cli.main(["--install", str(detector), "--name", "phantom-atlas"]) == 0
+    with pytest.raises(ConfigError, match="--overwrite"):
+        models_cli.main(["--install", str(detector), "--name", "phantom-atlas"])
+    capsys.readouterr()
+    assert models_cli.main([]) == 0
+    listing = capsys.readouterr().out
+    assert "phantom-atlas" in listing and "detector" in listing and "phantom atlas" in listing
+    single = tmp_path / "single"  # one scan, to keep it short
+    single.mkdir()
+    sid = "l000"
+    for part in ("FLAIR", "brainmask"):
+        (single / f"sub-{sid}_{part}.nii.gz").symlink_to(
+            phantom_dir / "lesion" / f"sub-{sid}_{part}.nii.gz"
+        )
+    assert _detect("phantom-atlas", single, tmp_path / "found") == 0
+    report = json.loads((tmp_path / "found" / "detect.json").read_text())
+    assert report["run"] == str(tmp_path / "models" / "phantom-atlas")
+    with pytest.raises(ConfigError, match="phantom-atlas"):  # names what is installed
+        _detect("no-such-model", single, tmp_path / "other")

@@ -33,7 +33,12 @@ output (--out, written whole or not at all), on each scan's own grid:
 def main(argv: list[str] | None = None) -> int:
     p = parser("jaxuad-detect", "Find lesions in scans as acquired with a fitted detector.")
     p.epilog = EPILOG
-    p.add_argument("--workdir", required=True, help="the run (holding detector.json)")
+    p.add_argument(
+        "--workdir",
+        required=True,
+        help="the run (holding detector.json): a folder, or the name of an installed run "
+        "(jaxuad-models)",
+    )
     p.add_argument(
         "--data",
         required=True,
