@@ -107,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         "restore.steps=50); repeatable",
     )
     p.add_argument(
+        "--scorings",
+        nargs="+",
+        default=list(RUN_SCORINGS),
+        choices=RUN_SCORINGS,
+        metavar="SCORING",
+        help=f"the scorings of the --run rows (default all: {', '.join(RUN_SCORINGS)})",
+    )
+    p.add_argument(
         "--from-json",
         action="store_true",
         help="do not measure: rebuild table.md and ablation.png from --out's ablation.json",
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
            str(manifests["normative"]), "--modality", "T1w", "--method", method, *settings,
            "--fuse", str(atlases["none"]), str(atlases["match"]), quiet,
            done=(Path(wd) / "normative" / f"{stem}.npz").is_file())  # fmt: skip
-        for scoring in RUN_SCORINGS:
+        for scoring in args.scorings:
             rows[name, preprocessing_of(wd), scoring] = [
                 "--method", method, "--workdir", wd, *settings,
                 *scoring_args(scoring, atlases),

@@ -433,3 +433,26 @@ def test_restore_without_lambda_or_with_a_wrong_method_fails_cleanly(
         )  # fmt: skip
         assert r.returncode == 2 and msg in r.stderr, r.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_mahalanobis_is_the_deviation_from_the_decoder_samples_spread():
+    """For g(z) = W z, z ~ N(A y, s^2 I): the samples' mean is W A y and their per-pixel
+    variance s^2 sum_k W_kj^2; the method's residual y - x is (y - mean) / sd, exactly
+    from its own draws and, with many draws, close to the closed form."""
+    from jaxuad.models.variance import decoder_samples
+
+    model = _LinearVAE(logvar=-1.0)
+    y = jax.random.normal(jax.random.key(3), (2, 2, 4, 1))
+    mask = jnp.ones_like(y).at[:, 0, 0].set(0.0)
+    key = jax.random.key(4)
+    cfg = _cfg(samples=4096)
+    x = restore("mahalanobis", model, y, mask, key, cfg).x
+    g = decoder_samples(model, y, key, cfg.samples)
+    want = (y - g.mean(0)) / jnp.sqrt(jnp.maximum(g.var(0, ddof=1), cfg.min_variance))
+    np.testing.assert_allclose(np.asarray(y - x)[mask > 0], np.asarray(want)[mask > 0],
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(x)[mask == 0], np.asarray(y)[mask == 0])
+    w, a = np.asarray(model.w[...]), np.asarray(model.a[...])
+    mean = (np.asarray(y).reshape(2, -1) @ a @ w).reshape(y.shape)
+    sd = np.sqrt(np.exp(-1.0) * np.square(w).sum(0)).reshape(1, 2, 4, 1)
+    np.testing.assert_allclose(np.asarray(want), (np.asarray(y) - mean) / sd, rtol=0.05, atol=0.05)

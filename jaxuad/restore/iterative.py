@@ -12,6 +12,9 @@ Restoration looks for the healthy image X closest to the observation Y:
 * ``map`` / ``gmvae_map`` (You et al.): the direction is ``grad_X [-ELBO(X)] + lam grad_X
   R(Y, X)``, with the model's negative ELBO (:func:`jaxuad.train.losses.negative_elbo`;
   GMVAE's against its mixture prior).
+* ``mahalanobis`` (Behrendt et al. 2024): no descent; the per-pixel deviation of Y from
+  the L decoder samples, (Y - mu) / sigma, written as the restoration Y minus it
+  (:func:`sample_deviation`).
 * ``anogan`` (Schlegl et al.): search z so that G(z) matches Y, minimising ``(1 - a)
   ||Y - G(z)||_1 + a ||f(Y) - f(G(z))||_1`` with f the discriminator's last conv features
   (a = ``anogan_feature_weight``); the restoration is G(z*).
@@ -75,6 +78,19 @@ def reconstruct(model, y, mask, key, cfg, lam=None, train_cfg=None) -> Restorati
     """Baur et al. 2018: one deterministic pass, ``model(y).recon`` (mask, key and lam
     unused; a denoising UNet's pass is its restoration too)."""
     return Restoration(model(y).recon, jnp.zeros((0,), y.dtype))
+
+
+def sample_deviation(model, y, mask, key, cfg, lam=None, train_cfg=None) -> Restoration:
+    """Behrendt et al. 2024's Mahalanobis-type score over L decoder samples, written as a
+    restoration. With mu and Sigma the mean and per-pixel sample variance of g(z_l),
+    z_l ~ q(z|Y), l = 1..L (``cfg.samples``; Sigma floored at ``cfg.min_variance``), the
+    restoration is ``X = Y - (Y - mu) / sqrt(Sigma)`` inside the mask (Y outside), so the
+    residual Y - X is the per-pixel (diagonal) Mahalanobis deviation ``(Y - mu) / sigma``
+    of the scan from what the model draws for it: large where the scan leaves the spread of
+    the model's samples, not merely their mean. X itself is a score, not an image."""
+    mu, var = local_gaussian(model, y, key, cfg.samples, "est", cfg.min_variance)
+    x = y - (y - mu) * jax.lax.rsqrt(var)
+    return Restoration(jnp.where(mask > 0, x, y), jnp.zeros((0,), y.dtype))
 
 
 def _lambda(method: str, lam, cfg: RestoreConfig, y: jax.Array) -> jax.Array:

@@ -202,6 +202,9 @@ for _spec in (
     MethodSpec("gmvae_map", "MAP under the GMVAE's ELBO (GMVAE-MAP)", "You et al. 2019",
                restore=f"{_ITERATIVE}:map_restoration", needs_lambda=True, iterations=_steps,
                accepts=_single_slices(_accepts_mixture)),
+    MethodSpec("mahalanobis", "per-pixel Mahalanobis deviation of the scan from L decoder "
+               "samples", "Behrendt et al. 2024", restore=f"{_ITERATIVE}:sample_deviation",
+               accepts=_single_slices(_accepts_variational), needs=("encode",)),
     MethodSpec("anogan", "latent search for the closest generated image",
                "Schlegl et al. 2017", restore=f"{_ITERATIVE}:latent_search",
                iterations=lambda rc: rc.anogan_steps, accepts=_accepts_generator,
