@@ -117,10 +117,8 @@ def test_readme_python_example_runs(trained_run, phantom_dir):
 
 # The pipeline's stages, lowest first: a module may import its own stage and those before it.
 STAGES = (
-    "core config runtime distributed data preprocess similarity models train sampling restore "
-    "postprocess "
-    "metrics "
-    "evaluate report cli reproduce"
+    "core config runtime pretrained distributed data preprocess similarity models train "
+    "sampling restore postprocess metrics evaluate report detect cli reproduce"
 ).split()
 
 
