@@ -25,12 +25,12 @@ folder (default ``results/<date>-<commit>/ablation-real``). ``--from-json`` redr
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 from benchmarks import CommandLog
 from jaxuad.data import discover
+from jaxuad.data.dataset import write_manifest
 from jaxuad.reproduce.runner import default_results, git_commit
 from jaxuad.restore import method_spec
 from jaxuad.train.checkpoint import Checkpoints
@@ -134,15 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     ixi = sorted(discover(args.shared / "ixi", "T1w"), key=lambda s: s.id)
     splits = {"train": ixi[:100], "model-train": ixi[:80], "normative": ixi[80:100],
               "fit": ixi[100:110], "check": ixi[110:120]}  # fmt: skip
-    manifests = {}
-    for name, subjects in splits.items():
-        manifests[name] = work / f"{name}.csv"
-        with manifests[name].open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["subject", "image", "brainmask", "lesion"])
-            w.writerows(
-                [s.id, Path(s.image).resolve(), Path(s.brainmask).resolve(), ""] for s in subjects
-            )
+    manifests = {  # healthy scans: their lesion column stays empty
+        name: write_manifest(subjects, work / f"{name}.csv") for name, subjects in splits.items()
+    }
     test = str(args.shared / "mslub")
     quiet = "--no-progress"
 

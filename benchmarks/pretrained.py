@@ -21,7 +21,6 @@ Writes the run to ``WORK/run/`` with its ``MODEL_CARD.md``, and
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -29,7 +28,9 @@ import nibabel as nib
 import numpy as np
 
 from benchmarks import CommandLog
+from jaxuad import metrics
 from jaxuad.data import discover
+from jaxuad.data.dataset import write_manifest
 from jaxuad.data.synthetic import moved_grid, resample
 from jaxuad.reproduce.runner import default_results, git_commit
 
@@ -56,19 +57,6 @@ CARD = """# jaxuad pretrained detector: voxel atlas, IXI T1, 2 mm MNI
 - **Licence**: derived from IXI, so CC BY-SA 3.0, like the data ("This work uses data from
   the IXI dataset"). Not for clinical use.
 """
-
-
-def _manifest(path: Path, subjects) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["subject", "image", "brainmask", "lesion"])
-        w.writerows([s.id, Path(s.image).resolve(), Path(s.brainmask).resolve(), ""]
-                    for s in subjects)  # fmt: skip
-    return path
-
-
-def _dice(a, b) -> float:
-    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
 def move_patients(src: Path, dst: Path, seed: int = 0) -> Path:
@@ -107,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     sh = CommandLog(out / "commands.sh", f"jaxuad pretrained atlas, commit {git_commit()}")
     ixi = sorted(discover(args.shared / "ixi", "T1w"), key=lambda s: s.id)
     train, fit = ixi[10:110], ixi[110:120]
-    run = args.work / "run"  # the run itself stays out of git (its atlas is 7 MB)
+    run = args.work / "run"  # the run itself stays out of git (3 MB of binaries)
     q = "--no-progress"
-    sh("jaxuad-train", "--model", "atlas", "--data", str(_manifest(args.work / "train.csv", train)),
+    train_csv, fit_csv = (write_manifest(ss, args.work / f"{name}.csv")
+                          for ss, name in ((train, "train"), (fit, "fit")))  # fmt: skip
+    sh("jaxuad-train", "--model", "atlas", "--data", str(train_csv),
        "--modality", "T1w", "--workdir", str(run), "--set", "data.histogram_match=true", q,
        done=(run / "atlas.npz").is_file())  # fmt: skip
     sh("jaxuad-detect", "--fit", "--workdir", str(run), "--data",
-       str(_manifest(args.work / "fit.csv", fit)), "--per-scan", "--no-n4", "--set",
+       str(fit_csv), "--per-scan", "--no-n4", "--set",
        "evaluate.residual_sign=negative", q, done=(run / "detector.json").is_file())  # fmt: skip
     native, mslub = args.work / "native", args.work / "mslub"
     moved = move_patients(args.shared / "mslub", args.work / "mslub-moved-scans")
@@ -132,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     for s in json.loads((mslub / "detect.json").read_text())["subjects"]:
         truth = nib.load(args.shared / "mslub" / f"sub-{s['subject']}_lesion.nii.gz")
         seg = np.asarray(nib.load(mslub / s["files"]["lesions"]).dataobj) > 0
-        dice[s["subject"]] = _dice(seg, np.asarray(truth.dataobj) > 0)
+        dice[s["subject"]] = metrics.dice(seg, np.asarray(truth.dataobj) > 0)
     dice_moved = {}
     for s in json.loads((args.work / "mslub-moved" / "detect.json").read_text())["subjects"]:
         truth = nib.load(moved.parent / "mslub-moved-truth" / f"sub-{s['subject']}_lesion.nii.gz")
         seg = np.asarray(nib.load(args.work / "mslub-moved" / s["files"]["lesions"]).dataobj)
-        dice_moved[s["subject"]] = _dice(seg > 0, np.asarray(truth.dataobj) > 0.5)
+        dice_moved[s["subject"]] = metrics.dice(seg > 0, np.asarray(truth.dataobj) > 0.5)
     result = {
         "commit": git_commit(),
         "native_fpr": fprs,

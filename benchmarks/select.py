@@ -18,7 +18,6 @@ patients' numbers come from ``bin/ablate-real`` with the chosen checkpoint.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -27,7 +26,9 @@ import numpy as np
 
 from benchmarks import CommandLog
 from benchmarks.ablation import EVALUATE
+from jaxuad.core.io import OutputFolder
 from jaxuad.data import discover
+from jaxuad.data.dataset import Subject, write_manifest
 from jaxuad.data.nifti import load_volume, write_nifti_like
 from jaxuad.data.synthetic import CONTRAST, RADIUS_MM, implant_lesions
 from jaxuad.reproduce.runner import default_results, git_commit
@@ -51,26 +52,21 @@ def synthetic_cohort(manifest: Path, folder: Path, seed: int, **lesions) -> Path
         image, lesion = folder / f"sub-{s.id}_T1w.nii.gz", folder / f"sub-{s.id}_lesion.nii.gz"
         write_nifti_like(imp.image, vol, image)
         write_nifti_like(imp.lesion, vol, lesion)
-        rows.append([s.id, image.resolve(), Path(s.brainmask).resolve(), lesion.resolve()])
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["subject", "image", "brainmask", "lesion"])
-        w.writerows(rows)
-    return out
+        rows.append(Subject(s.id, image, s.brainmask, lesion))
+    return write_manifest(rows, out)
 
 
 def copy_checkpoint(run: Path, step: int, dst: Path) -> Path:
     """``dst``: a run folder holding ``run``'s files (config, log) and only its checkpoint
-    ``step``."""
+    ``step``, written whole or not at all; reused when already there."""
     if not (dst / "checkpoints" / str(step)).is_dir():
-        tmp = dst.with_name(dst.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "checkpoints").mkdir(parents=True)
-        for f in run.iterdir():
-            if f.is_file():
-                shutil.copy2(f, tmp / f.name)
-        shutil.copytree(run / "checkpoints" / str(step), tmp / "checkpoints" / str(step))
-        tmp.rename(dst)
+        with OutputFolder(dst) as folder:
+            for f in run.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, folder.path / f.name)
+            shutil.copytree(run / "checkpoints" / str(step),
+                            folder.path / "checkpoints" / str(step))  # fmt: skip
+            folder.commit()
     return dst
 
 

@@ -20,7 +20,6 @@ or not at all.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import tempfile
 import time
@@ -33,8 +32,8 @@ from scipy import ndimage
 from jaxuad.config import EvaluateConfig, from_dict
 from jaxuad.core.errors import ConfigError, DataError
 from jaxuad.core.io import OutputFolder, check_apart, read_json, write_json
-from jaxuad.data.dataset import check_subject_id
-from jaxuad.data.nifti import read_nifti, same_grid, voxel_size
+from jaxuad.data.dataset import Subject, check_subject_id, write_manifest
+from jaxuad.data.nifti import same_grid, voxel_size
 from jaxuad.evaluate import evaluate, fit_thresholds_on_folder, threshold_names
 from jaxuad.preprocess import find_scans
 from jaxuad.pretrained import resolve_run
@@ -166,14 +165,6 @@ def _on_run_grid(run, scans) -> bool:
     )
 
 
-def _manifest(scans, path: Path) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["subject", "image", "brainmask", "lesion"])
-        w.writerows([sid, Path(s).absolute(), Path(m).absolute(), ""] for sid, s, m in scans)
-    return path
-
-
 def detect(
     data,
     run,
@@ -233,7 +224,8 @@ def detect(
                 preprocess_scan(scan, mask, template, prep, sid, modality=modality,
                                 n4=det.preprocess.get("n4", True))  # fmt: skip
         else:
-            prep = _manifest(scans, steps / "scans.csv")
+            subjects = [Subject(sid, scan, mask, None) for sid, scan, mask in scans]
+            prep = write_manifest(subjects, steps / "scans.csv")
         space = "both" if native else "template"
         restore_cohort(run, prep, steps / "restored", method=det.method, modality=modality,
                        restore_overrides=det.restore, progress=progress, space=space)  # fmt: skip
@@ -244,12 +236,7 @@ def detect(
         findings = []
         for sid, scan, _ in scans:
             src = steps / "evaluated" / ("native" if native else "")
-            files = _write_finding(folder.path, sid, scan, src, det, cfg)
-            seg, affine, _ = read_nifti(folder.path / files["lesions"])
-            seg = seg > 0.5
-            _, count = ndimage.label(seg, np.ones((3, 3, 3)))
-            ml = float(seg.sum() * np.prod(voxel_size(affine)) / 1000.0)
-            findings.append(Finding(sid, ml, int(count), files))
+            findings.append(_write_finding(folder.path, sid, scan, src, det, cfg))
         thr = det.thresholds["thresholds"][threshold]
         write_json({
             "run": str(Path(run).absolute()), "method": det.method, "scoring": det.restore,
@@ -261,9 +248,9 @@ def detect(
     return findings
 
 
-def _write_finding(out: Path, sid: str, scan: Path, src: Path, det, cfg) -> dict:
-    """Copies a subject's segmentation and score onto its own grid as the detection's files
-    and draws its panel; returns the file names by kind."""
+def _write_finding(out: Path, sid: str, scan: Path, src: Path, det, cfg) -> Finding:
+    """Copies a subject's segmentation and score onto its own grid as the detection's files,
+    draws its panel and measures its lesions (volume, 26-connected components)."""
     from jaxuad.report import subject_panel
 
     files = {
@@ -274,18 +261,20 @@ def _write_finding(out: Path, sid: str, scan: Path, src: Path, det, cfg) -> dict
     seg_img = nib.load(src / f"sub-{sid}_seg.nii.gz")
     score_img = nib.load(src / f"sub-{sid}_filtered.nii.gz")
     seg = np.asarray(seg_img.dataobj) > 0.5
-    nib.save(nib.Nifti1Image(seg.astype(np.uint8), seg_img.affine, seg_img.header),
-             out / files["lesions"])  # fmt: skip
+    lesions_img = nib.Nifti1Image(seg.astype(np.uint8), seg_img.affine, seg_img.header)
+    nib.save(lesions_img, out / files["lesions"])
     nib.save(score_img, out / files["score"])
     # drawn in RAS orientation, whatever the scan's: axial slices, anterior up
-    image = nib.as_closest_canonical(nib.load(scan)).get_fdata(dtype=np.float32)
     canon = nib.as_closest_canonical
-    seg_c = np.asarray(canon(nib.load(out / files["lesions"])).dataobj) > 0
+    image = canon(nib.load(scan)).get_fdata(dtype=np.float32)
+    seg_c = np.asarray(canon(lesions_img).dataobj) > 0
     score_c = canon(score_img).get_fdata(dtype=np.float32)
     vmax = float(det.thresholds["thresholds"][cfg.seg_threshold]["value"]) * 2 or 1.0
     subject_panel(out / files["panel"], f"sub-{sid}: lesions at {cfg.seg_threshold}", image,
                   None, score_c, seg_c, None, vmax)  # fmt: skip
-    return files
+    _, count = ndimage.label(seg, np.ones((3, 3, 3)))
+    ml = float(seg.sum() * np.prod(voxel_size(seg_img.affine)) / 1000.0)
+    return Finding(sid, ml, int(count), files)
 
 
 __all__ = ["DETECTOR_FILE", "Detector", "Finding", "detect", "fit_detector"]

@@ -1,6 +1,7 @@
 import gzip
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -182,3 +183,15 @@ def test_real_mslub_lesions_load():
     root = require_shared_data()
     vols = list(iter_volumes(root / "mslub", "FLAIR"))
     assert len(vols) == 3 and all(v.lesion is not None and v.lesion.any() for v in vols)
+
+
+def test_a_written_manifest_reads_back_as_the_same_subjects(phantom_dir, tmp_path):
+    from jaxuad.data.dataset import write_manifest
+
+    subjects = discover(phantom_dir / "lesion", "T1w") + discover(phantom_dir / "healthy", "T1w")
+    path = write_manifest(subjects, tmp_path / "cohort.csv")
+    again = discover(path, "T1w")
+    assert [s.id for s in again] == [s.id for s in subjects]
+    for a, b in zip(again, subjects, strict=True):
+        assert a.image == Path(b.image).resolve() and a.brainmask == Path(b.brainmask).resolve()
+        assert (a.lesion is None) == (b.lesion is None)

@@ -14,11 +14,8 @@ from scipy import ndimage
 from jaxuad.cli import detect as detect_cli
 from jaxuad.cli import train as train_cli
 from jaxuad.data.synthetic import moved_grid, resample
+from jaxuad.metrics import dice
 from tests.conftest import script
-
-
-def _dice(a, b) -> float:
-    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +55,7 @@ def test_detect_writes_lesion_maps_on_the_scans_grid(detector, phantom_dir, tmp_
     assert report["threshold"]["name"] == "fpr1" and not report["preprocessed"]
     assert report["threshold"]["healthy_fpr"] <= 0.01
     thr = report["threshold"]["value"]
-    dice = {}
+    dices = {}
     for entry in report["subjects"]:
         sid = entry["subject"]
         scan = nib.load(phantom_dir / "lesion" / f"sub-{sid}_FLAIR.nii.gz")
@@ -70,13 +67,13 @@ def test_detect_writes_lesion_maps_on_the_scans_grid(detector, phantom_dir, tmp_
         assert seg.any() and (score[seg] > thr).all()
         assert seg.sum() <= (score > thr).sum()
         truth = nib.load(phantom_dir / "lesion" / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0
-        dice[sid] = _dice(seg, truth)
+        dices[sid] = dice(seg, truth)
         # the summary is the mask's: its volume and its 26-connected components
         ml = seg.sum() * np.prod(scan.header.get_zooms()[:3]) / 1000
         assert entry["lesion_ml"] == pytest.approx(ml)
         assert entry["lesions"] == ndimage.label(seg, np.ones((3, 3, 3)))[1]
         assert (tmp_path / "found" / entry["files"]["panel"]).stat().st_size > 0
-    assert max(dice.values()) > 0.3  # the tumour; the atlas of 8 phantoms misses small MS
+    assert max(dices.values()) > 0.3  # the tumour; the atlas of 8 phantoms misses small MS
     assert (tmp_path / "found" / "steps" / "restored" / "restore.json").is_file()
 
 
@@ -123,9 +120,9 @@ def test_detect_on_a_scan_moved_off_the_grid_maps_back_onto_it(detector, phantom
     found = nib.load(tmp_path / "found" / f"sub-{sid}_lesions.nii.gz")
     assert found.shape == tuple(shape) and np.allclose(found.affine, moved_affine, atol=1e-4)
     ref = nib.load(tmp_path / "on-grid" / f"sub-{sid}_lesions.nii.gz")
-    ref_dice = _dice(np.asarray(ref.dataobj) > 0,
+    ref_dice = dice(np.asarray(ref.dataobj) > 0,
                      nib.load(src / f"sub-{sid}_lesion.nii.gz").get_fdata() > 0)  # fmt: skip
-    assert _dice(np.asarray(found.dataobj) > 0, truth) > ref_dice - 0.1
+    assert dice(np.asarray(found.dataobj) > 0, truth) > ref_dice - 0.1
 
 
 def test_an_installed_detector_is_named_instead_of_given(

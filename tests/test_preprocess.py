@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxuad.data.template import MeanImage
+from jaxuad.metrics import dice
 from tests.conftest import require_shared_data
 
 ants = pytest.importorskip(
@@ -18,10 +19,6 @@ ants = pytest.importorskip(
 )
 
 SUBJECT = "IXI013"
-
-
-def _dice(a, b) -> float:
-    return float(2 * (a & b).sum() / (a.sum() + b.sum()))
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +60,7 @@ def test_registration_matches_the_shared_registration(preprocessed, ixi_template
     theirs = nib.load(str(shared / "ixi" / f"sub-{SUBJECT}_brainmask.nii.gz"))
     np.testing.assert_allclose(ours.affine, nib.load(str(ixi_template)).affine, atol=1e-4)
     a, b = np.asarray(ours.dataobj) > 0, np.asarray(theirs.dataobj) > 0
-    assert _dice(a, b) >= 0.94
+    assert dice(a, b) >= 0.94
     x = nib.load(str(preprocessed / f"sub-{SUBJECT}_T1w.nii.gz")).get_fdata()
     y = nib.load(str(shared / "ixi" / f"sub-{SUBJECT}_T1w.nii.gz")).get_fdata()
     both = a & b
@@ -81,7 +78,7 @@ def test_the_mask_goes_back_onto_the_scan_as_acquired(preprocessed):
     back = to_native(mask, preprocessed, record, label=True)
     native = nib.load(str(shared / "ixi-native" / f"sub-{SUBJECT}_brainmask.nii.gz"))
     assert back.shape == native.shape
-    assert _dice(back, np.asarray(native.dataobj) > 0) >= 0.95
+    assert dice(back, np.asarray(native.dataobj) > 0) >= 0.95
 
 
 def test_the_inverse_transform_is_exact_to_half_a_voxel(ixi_template, tmp_path):
@@ -152,7 +149,7 @@ def test_brain_extraction_on_scans_as_acquired():
     for sid in ("IXI013", "IXI014", "IXI033"):
         mask = extract_brain(shared / "ixi-native" / f"sub-{sid}_T1w.nii.gz")
         ref = nib.load(str(shared / "ixi-native" / f"sub-{sid}_brainmask.nii.gz"))
-        assert _dice(mask, np.asarray(ref.dataobj) > 0) >= 0.93, sid
+        assert dice(mask, np.asarray(ref.dataobj) > 0) >= 0.93, sid
 
 
 def test_restorations_go_back_onto_the_scan_as_acquired(preprocessed, tmp_path):

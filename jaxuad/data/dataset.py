@@ -19,11 +19,14 @@ unique within a cohort.
 from __future__ import annotations
 
 import csv
+import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from jaxuad.config import MODALITIES
+from jaxuad.core.io import write_text
 from jaxuad.data.nifti import DataError
 
 
@@ -117,6 +120,20 @@ def _from_manifest(path: Path) -> list[Subject]:
             raise DataError(f"{where}: subject {sid!r} needs an image and a brainmask path")
         subjects.append(Subject(sid, image, brainmask, resolve(r.get("lesion"))))
     return subjects
+
+
+def write_manifest(subjects: Iterable[Subject], path: str | Path) -> Path:
+    """Writes ``subjects`` as a CSV manifest that :func:`discover` reads back, with absolute
+    paths (symlinks resolved) and an empty lesion column where there is none, atomically.
+    Returns ``path``."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["subject", "image", "brainmask", "lesion"])
+    for s in subjects:
+        lesion = "" if s.lesion is None else Path(s.lesion).resolve()
+        w.writerow([s.id, Path(s.image).resolve(), Path(s.brainmask).resolve(), lesion])
+    write_text(out.getvalue(), path)
+    return Path(path)
 
 
 def discover(path: str | Path, modality: str = "T1w") -> list[Subject]:

@@ -26,6 +26,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from jaxuad.data.nifti import voxel_size
+
 # The defaults: MS-like lesions of 6-20 mm across, between grey matter and CSF on T1.
 RADIUS_MM = (3.0, 10.0)
 CONTRAST = (-0.6, -0.3)
@@ -122,16 +124,10 @@ def moved_grid(
     ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
     rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
     affine = np.asarray(affine, float)
-    old_size = np.asarray(shape) * np.sqrt(np.square(affine[:3, :3]).sum(0))
-    new_shape = np.ceil(old_size / np.asarray(voxel_mm)).astype(int)
+    old_voxel = np.asarray(voxel_size(affine))
+    new_shape = np.ceil(np.asarray(shape) * old_voxel / np.asarray(voxel_mm)).astype(int)
     new = np.eye(4)
-    new[:3, :3] = (
-        rz
-        @ ry
-        @ rx
-        @ affine[:3, :3]
-        @ np.diag(np.asarray(voxel_mm) / np.sqrt(np.square(affine[:3, :3]).sum(0)))
-    )
+    new[:3, :3] = rz @ ry @ rx @ affine[:3, :3] @ np.diag(np.asarray(voxel_mm) / old_voxel)
     centre = affine @ np.r_[(np.asarray(shape) - 1) / 2, 1]
     new[:3, 3] = centre[:3] + np.asarray(shift_mm) - new[:3, :3] @ ((new_shape - 1) / 2)
     return tuple(int(n) for n in new_shape), new
