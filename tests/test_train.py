@@ -52,6 +52,28 @@ def test_refuses_to_overwrite_or_change_a_run(smoke_images, tmp_path):
         train(changed, tmp_path, images=images, resume=True, progress=False)
 
 
+def test_resume_from_another_folder_names_the_same_data(
+    phantom_dir, smoke_images, tmp_path, monkeypatch
+):
+    """The run records its data path absolute: resuming from another folder, with the path
+    spelled from there, is the same experiment; another cohort is not."""
+    images, run = smoke_images[:8], tmp_path / "run"
+    cfg = dataclasses.replace(_cfg(1), data=dataclasses.replace(_cfg(1).data, path="healthy"))
+    monkeypatch.chdir(phantom_dir)
+    train(cfg, run, images=images, stop_after=1, progress=False)
+    assert json.loads((run / "config.json").read_text())["data"]["path"] == str(
+        (phantom_dir / "healthy").resolve()
+    )
+    monkeypatch.chdir(tmp_path)
+    moved = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data,
+                                path=os.path.relpath(phantom_dir / "healthy")))  # fmt: skip
+    assert train(moved, run, images=images, resume=True, progress=False).steps == 2
+    other = dataclasses.replace(moved, data=dataclasses.replace(moved.data,
+                                path=str(phantom_dir / "lesion")))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"data\.path"):
+        train(other, run, images=images, resume=True, progress=False)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_a_step_saves_that_steps_checkpoint(
     signum, smoke_images, tmp_path, monkeypatch

@@ -88,6 +88,13 @@ def _check_resume_config(stored: Config, config: Config) -> None:
     """Resuming must not silently change the experiment; only ``RESUMABLE`` train keys may
     differ."""
     kept = {k: getattr(stored.train, k) for k in RESUMABLE}
+    if stored.data.path is not None and config.data.path is not None:
+        # Runs record their data path absolute (runs from before hold it as typed, which
+        # resolves against the current folder): the same file named another way is the same.
+        if Path(stored.data.path).resolve() == Path(config.data.path).resolve():
+            stored = dataclasses.replace(
+                stored, data=dataclasses.replace(stored.data, path=config.data.path)
+            )
     a, b = (
         to_dict(stored),
         to_dict(dataclasses.replace(config, train=dataclasses.replace(config.train, **kept))),
@@ -181,6 +188,11 @@ def train(
       TrainingDiverged: non-finite loss; the run stops and keeps its last good checkpoint.
     """
     workdir = Path(workdir)
+    if config.data.path is not None:
+        # The run records the file it read, not the spelling of the command that named it,
+        # so a resume from another folder finds (and compares against) the same data.
+        data = dataclasses.replace(config.data, path=str(Path(config.data.path).resolve()))
+        config = dataclasses.replace(config, data=data)
     if config.data.path is not None and distributed.is_primary():
         check_apart(workdir, *input_locations(config.data.path, config.data.modality),
                     flag="--workdir")  # fmt: skip
