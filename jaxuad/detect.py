@@ -251,6 +251,7 @@ def detect(
 def _write_finding(out: Path, sid: str, scan: Path, src: Path, det, cfg) -> Finding:
     """Copies a subject's segmentation and score onto its own grid as the detection's files,
     draws its panel and measures its lesions (volume, 26-connected components)."""
+    from jaxuad.evaluate import SubjectView
     from jaxuad.report import subject_panel
 
     files = {
@@ -270,8 +271,8 @@ def _write_finding(out: Path, sid: str, scan: Path, src: Path, det, cfg) -> Find
     seg_c = np.asarray(canon(lesions_img).dataobj) > 0
     score_c = canon(score_img).get_fdata(dtype=np.float32)
     vmax = float(det.thresholds["thresholds"][cfg.seg_threshold]["value"]) * 2 or 1.0
-    subject_panel(out / files["panel"], f"sub-{sid}: lesions at {cfg.seg_threshold}", image,
-                  None, score_c, seg_c, None, vmax)  # fmt: skip
+    view = SubjectView.cut(image, None, score_c, seg_c, None)
+    subject_panel(out / files["panel"], f"sub-{sid}: lesions at {cfg.seg_threshold}", view, vmax)
     _, count = ndimage.label(seg, np.ones((3, 3, 3)))
     ml = float(seg.sum() * np.prod(voxel_size(seg_img.affine)) / 1000.0)
     return Finding(sid, ml, int(count), files)

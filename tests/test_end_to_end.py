@@ -94,7 +94,9 @@ def test_residual_is_the_difference_on_restored_slices_and_zero_elsewhere(
     np.testing.assert_allclose(read("residual"), np.abs(x - want) * vol.brainmask, atol=1e-4)
 
 
-def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, tmp_path):
+def test_evaluate_writes_metrics_and_report(
+    restored, phantom_dir, trained_run, tmp_path, monkeypatch
+):
     from jaxuad.evaluate import EvalResult
     from jaxuad.report import write_report
 
@@ -105,7 +107,12 @@ def test_evaluate_writes_metrics_and_report(restored, phantom_dir, trained_run, 
     m = run("report", healthy=restored / "healthy")
     out = tmp_path / "report"
     assert not (out / "report.md").exists()  # figures and report.md are the next step
-    write_report(out, m)
+    with monkeypatch.context() as patch:  # drawn from the result in memory: no scan re-read
+        patch.setattr(nib, "load", lambda *a, **k: pytest.fail("the report read a scan"))
+        write_report(out, m)
+    view = m.views["l000"]
+    lesion = nib.load(phantom_dir / "lesion" / "sub-l000_lesion.nii.gz").get_fdata()
+    assert view.k == int(np.argmax(lesion.sum(axis=(0, 1)))) and view.lesion.any()
     on_disk = EvalResult.read(out / "metrics.json")
     assert on_disk == m  # metrics.json round-trips (the histogram stays in memory)
     assert m.n_subjects == 2

@@ -14,6 +14,7 @@ from jaxuad.evaluate.score import (
     EvalResult,
     Scorer,
     SubjectScores,
+    SubjectView,
     ThresholdScores,
     score,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "EvalResult",
     "Scorer",
     "SubjectScores",
+    "SubjectView",
     "ThresholdScores",
     "evaluate",
     "fit_thresholds",

@@ -18,7 +18,7 @@ from jaxuad.config import EvaluateConfig
 from jaxuad.core.io import check_apart
 from jaxuad.data import DataError, iter_volumes, write_json, write_nifti_like
 from jaxuad.data.preprocess import normalize
-from jaxuad.evaluate.score import EvalResult, Scorer
+from jaxuad.evaluate.score import EvalResult, Scorer, SubjectView
 from jaxuad.evaluate.thresholds import (
     fit_thresholds_on_folder,
     keep_voxels,
@@ -82,7 +82,8 @@ def evaluate(
     (``out/native/``; ``data`` from ``jaxuad-preprocess``).
 
     Returns:
-      The :class:`EvalResult`, with the cohort histogram for the figures of
+      The :class:`EvalResult`, with the cohort histogram and each subject's
+      :class:`~jaxuad.evaluate.score.SubjectView` (in memory) for the figures of
       :func:`jaxuad.report.write_report`.
     """
     cfg = cfg or EvaluateConfig()
@@ -117,7 +118,7 @@ def evaluate(
     post.segment(post.filter(r0, v0.brainmask, k0, size0), scorer.values[cfg.seg_threshold], size0)
     compile_s = time.perf_counter() - t0
 
-    t_filter = 0.0
+    t_filter, views = 0.0, {}
     bar = tqdm(total=len(inputs), desc="evaluate", unit="subject", disable=not progress)
     group = post.mesh.devices.size  # volumes filtered together, one per device
     for start in range(0, len(inputs), group):
@@ -127,13 +128,13 @@ def evaluate(
         filtered = post.filter_many([(c[1], c[0].brainmask, c[4]) for c in chunk], sizes)
         t_filter += time.perf_counter() - t0
         segs = scorer.segment(filtered, sizes)
-        for k, (vol, *_) in enumerate(chunk):
+        for k, (vol, _, shown, restored, _) in enumerate(chunk):
             scorer.add(
                 vol.subject, filtered[k], {n: s[k] for n, s in segs.items()},
                 vol.brainmask, vol.lesion, sizes[k],
             )  # fmt: skip
             seg = segs[cfg.seg_threshold][k]
-            # on the scans' grid always: the report draws from these files
+            views[vol.subject] = SubjectView.cut(shown, restored, filtered[k], seg, vol.lesion)
             write_nifti_like(filtered[k], vol, out / f"sub-{vol.subject}_filtered.nii.gz")
             write_nifti_like(seg, vol, out / f"sub-{vol.subject}_seg.nii.gz")
             if space != "template":
@@ -163,6 +164,7 @@ def evaluate(
             "filter_seconds_per_volume": t_filter / n,
             "segment_seconds_per_volume": scorer.segment_seconds / n,
         },
+        views=views,
     )
     result.write(out / "metrics.json")
     return result

@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -66,6 +67,43 @@ class SubjectScores:
     segmented_voxels: int  # at the result's seg_threshold
     ceiling_dice: float = _NAN  # Dice of the post-processed lesion mask (NaN: no mask)
     ceiling_lesions_kept: int = 0  # lesions it still touches after post-processing
+
+
+def pick_slice(lesion: np.ndarray | None, score: np.ndarray) -> int:
+    """The axial slice (last axis) with most lesion voxels, else the largest total score."""
+    if lesion is not None and lesion.any():
+        return int(np.argmax(lesion.sum(axis=(0, 1))))
+    return int(np.argmax(score.sum(axis=(0, 1))))
+
+
+class SubjectView(NamedTuple):
+    """What a subject's report panel shows: one axial slice ``k`` of each volume it was
+    scored from, [X, Y] each, cut while scoring so the report reads nothing back."""
+
+    k: int  # the slice with most lesion (without a lesion mask: most segmentation)
+    image: np.ndarray  # the normalised input
+    restored: np.ndarray | None  # None for the voxel-wise baselines
+    filtered: np.ndarray  # the post-processed residual
+    seg: np.ndarray  # bool, at the result's seg_threshold
+    lesion: np.ndarray | None  # bool; None without a lesion mask
+    window: tuple[float, float]  # the input's 0.5 and 99.5 percentiles over the volume
+
+    @classmethod
+    def cut(cls, image, restored, filtered, seg, lesion) -> SubjectView:
+        """The view of [X, Y, Z] volumes (``restored`` and ``lesion`` may be None)."""
+        image = np.asarray(image)
+        k = pick_slice(lesion if lesion is not None else seg, filtered)
+        inside = image[image > 0]
+        lo, hi = np.percentile(inside, [0.5, 99.5]) if inside.size else (0.0, 1.0)
+        return cls(
+            k,
+            image[:, :, k],
+            None if restored is None else np.asarray(restored)[:, :, k],
+            np.asarray(filtered)[:, :, k],
+            np.asarray(seg, bool)[:, :, k],
+            None if lesion is None else np.asarray(lesion, bool)[:, :, k],
+            (float(lo), float(hi)),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +149,10 @@ class EvalResult:
     ceiling: Ceiling | None = None  # None in metrics.json files from before it existed
     # The merged histogram behind the curves; kept in memory only (not in metrics.json).
     histogram: M.CohortHistogram | None = dataclasses.field(default=None, compare=False, repr=False)
+    # Each subject's panel slices (by subject id), kept in memory only, like the histogram.
+    views: dict[str, SubjectView] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def dice_mean(self) -> float:

@@ -1,16 +1,13 @@
 """Reports of evaluations: Markdown tables (:mod:`~jaxuad.report.tables`) and figures
 (:mod:`~jaxuad.report.figures`), drawn after scoring from an
-:class:`~jaxuad.evaluate.EvalResult` and the files the evaluation wrote."""
+:class:`~jaxuad.evaluate.EvalResult` and what it holds in memory."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
-from jaxuad.data import read_on_grid
-from jaxuad.data.nifti import write_text
+from jaxuad.core.io import write_text
 from jaxuad.evaluate import EvalResult
-from jaxuad.evaluate.folder import read_inputs, read_restoration_info
 from jaxuad.report.figures import (
     cohort_figures,
     dice_chart,
@@ -41,33 +38,16 @@ __all__ = [
 def write_report(out, result: EvalResult) -> None:
     """Draws an evaluation's figures and writes its ``report.md`` into ``out``.
 
-    ``out`` is the folder :func:`jaxuad.evaluate.evaluate` wrote ``result`` to: each
+    Everything is drawn from ``result`` as :func:`jaxuad.evaluate.evaluate` returns it: each
     subject's panel (``sub-<id>_panel.png``: input, restoration, post-processed residual,
-    segmentation against the lesion mask) is drawn from the files there and in the
-    restoration folder; the cohort figures need ``result.histogram`` (kept in memory by
-    :func:`~jaxuad.evaluate.evaluate`, not in ``metrics.json``) and are skipped without it.
+    segmentation against the lesion mask) from ``result.views``, the cohort figures from
+    ``result.histogram``. Both are kept in memory, not in ``metrics.json``: a result read
+    back from disk writes ``report.md`` alone.
     """
     out = Path(out)
-    info = read_restoration_info(result.pred)
     vmax = 2 * result.at_threshold[result.seg_threshold].threshold
-    inputs = read_inputs(
-        result.pred, result.data, result.modality, info.normalization if info else "minmax"
-    )
-    for v, _, shown, restored, _ in inputs:
-        sid = v.subject
-        read = functools.partial(
-            read_on_grid, shape=v.image.shape, affine=v.affine, ref_name=f"sub-{sid}'s scan"
-        )
-        subject_panel(
-            out / f"sub-{sid}_panel.png",
-            f"sub-{sid}",
-            shown,
-            restored,
-            read(out / f"sub-{sid}_filtered.nii.gz"),
-            read(out / f"sub-{sid}_seg.nii.gz") > 0.5,
-            v.lesion,
-            vmax,
-        )
+    for sid, view in (result.views or {}).items():
+        subject_panel(out / f"sub-{sid}_panel.png", f"sub-{sid}", view, vmax)
     if result.histogram is not None:
         cohort_figures(out, result)
     write_text(markdown(result), out / "report.md")

@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from jaxuad.core.io import atomic_path
-from jaxuad.evaluate import EvalResult
+from jaxuad.evaluate import EvalResult, SubjectView
+from jaxuad.evaluate.score import pick_slice
 from jaxuad.report.tables import fmt as _f
 
 
@@ -30,40 +31,30 @@ def _axial(vol: np.ndarray, k: int) -> np.ndarray:
     return np.rot90(vol[:, :, k])  # anterior up, as radiologists view axial slices
 
 
-def pick_slice(lesion: np.ndarray | None, score: np.ndarray) -> int:
-    """The axial slice with most lesion voxels, else with the largest total score."""
-    if lesion is not None and lesion.any():
-        return int(np.argmax(lesion.sum(axis=(0, 1))))
-    return int(np.argmax(score.sum(axis=(0, 1))))
-
-
-def subject_panel(
-    path: Path, title: str, image, restored, filtered, seg, lesion, vmax_residual: float
-) -> None:
-    """Input | restoration | filtered residual | segmentation (red) vs ground truth (green);
-    without a restoration (``restored`` None) or ground truth, their parts are left out."""
-    k = pick_slice(lesion if lesion is not None else seg, filtered)
+def subject_panel(path: Path, title: str, view: SubjectView, vmax_residual: float) -> None:
+    """Input | restoration | filtered residual | segmentation (red) vs ground truth (green),
+    on the view's slice; without a restoration or ground truth, their parts are left out."""
     cols = [
-        ("input", image, "gray", None),
-        ("restoration", restored, "gray", None),
-        ("filtered residual", filtered, "inferno", vmax_residual),
+        ("input", view.image, "gray", None),
+        ("restoration", view.restored, "gray", None),
+        ("filtered residual", view.filtered, "inferno", vmax_residual),
     ]
     cols = [c for c in cols if c[1] is not None]
     fig, axes = _subplots(1, len(cols) + 1, figsize=(3 * len(cols) + 3, 3.6))
-    lo, hi = np.percentile(image[image > 0], [0.5, 99.5]) if (image > 0).any() else (0, 1)
-    for ax, (name, vol, cmap, vmax) in zip(axes, cols, strict=False):
+    lo, hi = view.window
+    for ax, (name, plane, cmap, vmax) in zip(axes, cols, strict=False):
         kw = {"vmin": 0, "vmax": vmax} if vmax else {"vmin": lo, "vmax": hi}
-        ax.imshow(_axial(vol, k), cmap=cmap, **kw)
+        ax.imshow(np.rot90(plane), cmap=cmap, **kw)
         ax.set_title(name)
-    ax = axes[-1]
-    ax.imshow(_axial(image, k), cmap="gray", vmin=lo, vmax=hi)
-    ax.imshow(np.ma.masked_where(~_axial(seg, k), _axial(seg, k)), cmap="autumn", alpha=0.6)
-    if lesion is not None and lesion[:, :, k].any():
-        ax.contour(_axial(lesion, k), levels=[0.5], colors="lime", linewidths=0.8)
-    ax.set_title("segmentation / truth" if lesion is not None else "segmentation")
+    ax, seg = axes[-1], np.rot90(view.seg)
+    ax.imshow(np.rot90(view.image), cmap="gray", vmin=lo, vmax=hi)
+    ax.imshow(np.ma.masked_where(~seg, seg), cmap="autumn", alpha=0.6)
+    if view.lesion is not None and view.lesion.any():
+        ax.contour(np.rot90(view.lesion), levels=[0.5], colors="lime", linewidths=0.8)
+    ax.set_title("segmentation / truth" if view.lesion is not None else "segmentation")
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(f"{title}  (axial slice {k})")
+    fig.suptitle(f"{title}  (axial slice {view.k})")
     fig.tight_layout()
     _save(fig, path, 80)
 
