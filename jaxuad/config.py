@@ -518,18 +518,50 @@ def parse_overrides(assignments: list[str]) -> dict[str, dict[str, Any]]:
     return changes
 
 
-def override(config: Config, assignments: list[str]) -> Config:
-    """Applies ``section.key=value`` assignments (:func:`parse_overrides`).
+Changes = dict[str, dict[str, Any]]  # {section: {key: value}}, values of the declared types
 
-    All assignments are applied together, then the result is checked once: settings that
-    only make sense together (``model.name`` and ``restore.method``) may be given in any
-    order.
+
+def override(config: Config, assignments: list[str]) -> Config:
+    """Applies ``section.key=value`` assignments (:func:`parse_overrides`, then
+    :func:`apply_changes`)."""
+    return apply_changes(config, parse_overrides(assignments))
+
+
+def apply_changes(config: Config, changes: Changes) -> Config:
+    """``config`` with ``{section: {key: value}}`` changed.
+
+    All changes are applied together, then the result is checked once: settings that only
+    make sense together (``model.name`` and ``restore.method``) may be given in any order.
+
+    Example:
+      >>> apply_changes(load_config("svae"), {"train": {"epochs": 3}}).train.epochs
+      3
     """
-    changes = parse_overrides(assignments)
     if not changes:
         return config
     sections = {s: dataclasses.replace(getattr(config, s), **kv) for s, kv in changes.items()}
     return dataclasses.replace(config, **sections)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):  # short where that is exact
+        return f"{value:g}" if float(f"{value:g}") == value else repr(value)
+    if isinstance(value, tuple):
+        return ",".join(_text(v) for v in value)
+    return "none" if value is None else str(value)
+
+
+def assignments(changes: Changes) -> list[str]:
+    """The ``section.key=value`` assignments that :func:`parse_overrides` reads back as
+    ``changes``: how a command line writes them (``--set``).
+
+    Example:
+      >>> assignments({"restore": {"steps": 50, "lam_grid": (0.1, 1.0)}})
+      ['restore.steps=50', 'restore.lam_grid=0.1,1']
+    """
+    return [f"{s}.{k}={_text(v)}" for s, kv in changes.items() for k, v in kv.items()]
 
 
 def to_dict(config: Config) -> dict:

@@ -71,7 +71,7 @@ def test_claims_report_each_pair_and_verdict():
 @pytest.mark.parametrize("paper", ["baur", "chen"])
 def test_every_table_has_the_baselines_run_through_the_same_pipeline(paper, tmp_path):
     r = Reproduction(paper, "real", "smoke", work=tmp_path, results=tmp_path, shared=SHARED)
-    steps = [" ".join(s.argv) for s in r.experiment_steps()]
+    steps = [" ".join(s.command.argv()) for s in r.experiment_steps()]
     assert [s for s in steps if "--model atlas" in s]  # the atlas is trained once
     intensity = [s for s in steps if "--method intensity" in s]
     assert len(intensity) == 2 and not [s for s in intensity if "--workdir" in s]
@@ -201,7 +201,8 @@ def test_failed_training_skips_its_rows_only_and_is_reported(tmp_path, phantom_d
 
     ran = []
 
-    def fake(argv):
+    def fake(command, resume=False):
+        argv = command.argv()
         ran.append(argv)
         if argv[0] == "jaxuad-train" and argv[argv.index("--model") + 1] == "sae":
             raise rp.ReproduceError("jaxuad-train ...: TrainingDiverged: non-finite loss")
@@ -230,7 +231,8 @@ def test_failed_row_step_skips_only_that_row(tmp_path, phantom_dir, monkeypatch)
 
     ran = []
 
-    def fake(argv):
+    def fake(command, resume=False):
+        argv = command.argv()
         ran.append(argv)
         if "--calibrate" in argv and argv[argv.index("--prior") + 1] == "tv":
             raise rp.ReproduceError("jaxuad-restore --calibrate ...: no lambda")
@@ -246,3 +248,60 @@ def test_failed_row_step_skips_only_that_row(tmp_path, phantom_dir, monkeypatch)
     table = (tmp_path / "r" / "chen-phantom-T1w-smoke" / "table.md").read_text()
     assert "(vae_chen-map-tv): no result. jaxuad-restore --calibrate ...: no lambda" in table
     assert "vae_chen-map-l1): no result" not in table
+
+
+class _Called(Exception):
+    pass
+
+
+def _bound(fn, args, kwargs) -> dict:
+    """A call's arguments by name, defaults filled in, paths as text (keyword options
+    given as None count as not given)."""
+    import inspect
+
+    b = inspect.signature(fn).bind(*args, **kwargs)
+    b.apply_defaults()
+    named = dict(b.arguments)
+    named.update({k: v for k, v in named.pop("options", {}).items() if v is not None})
+    return {k: str(v) if isinstance(v, Path) else v for k, v in named.items()}
+
+
+@pytest.mark.parametrize("paper", ["baur", "chen"])
+def test_each_step_calls_the_library_as_its_command_line_does(
+    paper, tmp_path, phantom_dir, monkeypatch
+):
+    """A reproduction calls library functions; commands.sh records command lines. Both
+    routes reach the same function with the same arguments, for every step of a plan."""
+    import jaxuad.evaluate
+    import jaxuad.restore
+    import jaxuad.train
+    from jaxuad.cli import evaluate, restore, train
+
+    calls = []
+
+    def catch(module, name):
+        real = getattr(module, name)
+
+        def fake(*args, **kwargs):
+            calls.append((name, _bound(real, args, kwargs)))
+            raise _Called
+
+        monkeypatch.setattr(module, name, fake)
+
+    for module, name in ((jaxuad.train, "train"), (jaxuad.restore, "calibrate"),
+                         (jaxuad.restore, "restore_cohort"), (jaxuad.evaluate, "evaluate")):
+        catch(module, name)  # fmt: skip
+    mains = {"jaxuad-train": train.main, "jaxuad-restore": restore.main,
+             "jaxuad-evaluate": evaluate.main}  # fmt: skip
+    r = Reproduction(paper, "phantom", "small", work=tmp_path, results=tmp_path,
+                     phantom=phantom_dir, progress=False)  # fmt: skip
+    monkeypatch.setattr(Reproduction, "split", lambda self: (["h000"], ["h001", "h002"]))
+    steps = r.experiment_steps()  # the small budget: it changes training and restoration
+    kinds = {type(s.command).__name__ for s in steps}
+    assert kinds >= {"Train", "Restore", "Evaluate"} | ({"Calibrate"} if paper == "chen" else set())
+    for step in steps:
+        for route in (step.command, lambda c=step.command: mains[c.argv()[0]](c.argv()[1:])):
+            with pytest.raises(_Called):
+                route()
+        library, cli = calls[-2:]
+        assert library == cli, step.command.argv()

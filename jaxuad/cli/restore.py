@@ -190,16 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         e = calibrate(args.workdir, args.data, **common)
         if not is_primary():
             return 0
-        from jaxuad.report import ssim_lambda_figure
+        from jaxuad.report import calibration_figure
 
-        ssim_lambda_figure(
-            Path(args.workdir) / f"ssim_lambda_{e.method}_{e.prior}.png",
-            e.grid,
-            e.ssim,
-            e.lam,
-            e.ssim_target,
-            f"{e.method}, {e.prior} prior",
-        )
+        calibration_figure(args.workdir, e)
         curve = ", ".join(f"{g:g}: {s:.3f}" for g, s in zip(e.grid, e.ssim, strict=True))
         print(f"SSIM by lambda: {curve}")
         print(

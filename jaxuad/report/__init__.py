@@ -9,6 +9,7 @@ from pathlib import Path
 from jaxuad.core.io import write_text
 from jaxuad.evaluate import EvalResult
 from jaxuad.report.figures import (
+    calibration_figure,
     cohort_figures,
     dice_chart,
     phantom_figure,
@@ -21,6 +22,7 @@ from jaxuad.report.tables import baur_table, chen_table, compare_markdown, markd
 
 __all__ = [
     "baur_table",
+    "calibration_figure",
     "chen_table",
     "cohort_figures",
     "compare_markdown",

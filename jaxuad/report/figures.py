@@ -192,6 +192,15 @@ def sample_grid(images: np.ndarray, path: Path, title: str = "") -> None:
     _save(fig, path, 96)
 
 
+def calibration_figure(run, cal) -> Path:
+    """Draws a :class:`~jaxuad.restore.Calibration`'s SSIM curve into the run folder it was
+    stored in, as ``ssim_lambda_<method>_<prior>.png``; returns the path."""
+    path = Path(run) / f"ssim_lambda_{cal.method}_{cal.prior}.png"
+    ssim_lambda_figure(path, cal.grid, cal.ssim, cal.lam, cal.ssim_target,
+                       f"{cal.method}, {cal.prior} prior")  # fmt: skip
+    return path
+
+
 def ssim_lambda_figure(path: Path, grid, ssim, lam: float, target: float, title: str) -> None:
     """Mean SSIM of restored healthy slices against lambda, with the target and the choice."""
 

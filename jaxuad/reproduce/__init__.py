@@ -1,9 +1,11 @@
 """Re-runnable reproductions of Baur et al. 2018's and Chen et al. 2019's Table 1.
 
-A reproduction is a list of :class:`Step` s, each one jaxuad command line (``jaxuad-phantom``,
-``jaxuad-train``, ``jaxuad-restore``, ``jaxuad-evaluate``): the commands a researcher would
-type, run in this process (so compiled programs are shared) and written to
-``commands.sh`` before they run. A step whose output is complete is skipped on the next
+A reproduction is a list of :class:`Step` s, each a call of the library (``train``,
+``calibrate``, ``restore_cohort``, ``evaluate``; :mod:`~jaxuad.reproduce.commands`) with its
+budget as typed config changes, run in this process (so compiled programs are shared).
+Before it runs, each is written to ``commands.sh`` as the jaxuad command line that does the
+same (``jaxuad-phantom``, ``jaxuad-train``, ``jaxuad-restore``, ``jaxuad-evaluate``), what a
+researcher would type to redo it by hand. A step whose output is complete is skipped on the next
 invocation, and a training step that was killed continues with ``--resume``, so a
 two-hour run survives interruption. Heavy outputs (checkpoints, restorations as NIfTI)
 stay in the work folder; the results folder gets what is meant to be kept: ``table.md``

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from jaxuad.config import RestoreConfig
+from jaxuad.config import Changes, RestoreConfig
 from jaxuad.core.io import write_json, write_text
 from jaxuad.reproduce.claims import claims
+from jaxuad.reproduce.commands import Calibrate, Evaluate, MakePhantom, Restore, Train
 from jaxuad.reproduce.protocols import (
     BAUR_ROWS,
     BAUR_RUNS,
@@ -73,10 +74,6 @@ class Reproduction:
             rows = [r for r in rows if row_key(r) in self.only or r.run in self.only]
         return rows
 
-    @property
-    def _quiet(self) -> tuple[str, ...]:
-        return () if self.progress else ("--no-progress",)
-
     def _done(self, name: str) -> Path:
         """The marker a finished step ``name`` leaves (its presence skips the step)."""
         return self.work / ".done" / name
@@ -123,21 +120,20 @@ class Reproduction:
 
     # -- the plan -------------------------------------------------------------------------
 
-    def _train_overrides(self) -> list[str]:
-        b = self.budget
-        sets = []
+    def _train_changes(self) -> Changes:
+        b, train, data = self.budget, {}, {}
         if b.epochs is not None:
-            sets.append(f"train.epochs={b.epochs}")
+            train["epochs"] = b.epochs
         if b.learning_rate is not None:
-            sets.append(f"train.learning_rate={b.learning_rate:g}")
+            train["learning_rate"] = b.learning_rate
         if b.slices.startswith("middle:"):
-            sets += ["data.slices=middle", f"data.n_slices={b.slices.split(':')[1]}"]
-        return [a for s in sets for a in ("--set", s)]
+            data = {"slices": "middle", "n_slices": int(b.slices.split(":")[1])}
+        return {k: v for k, v in (("train", train), ("data", data)) if v}
 
-    def _restore_overrides(self, method: str) -> list[str]:
+    def _restore_changes(self, method: str) -> Changes:
         b, spec = self.budget, method_spec(method)
         if not spec.network or spec.iterations(RestoreConfig()) == 1:
-            return []
+            return {}
         values = {"anogan_steps": b.anogan_steps}  # the latent search's
         if spec.needs_lambda:
             values = {
@@ -148,32 +144,23 @@ class Reproduction:
                 "calibrate_slices": b.calibrate_slices,
                 "lam_grid": b.lam_grid,
             }
-        sets = [f"restore.{k}={v}" for k, v in values.items() if v is not None]
-        return [a for s in sets for a in ("--set", s)]
+        values = {k: v for k, v in values.items() if v is not None}
+        return {"restore": values} if values else {}
 
-    def _evaluate_overrides(self, row: Row) -> list[str]:
+    def _evaluate_changes(self, row: Row) -> Changes:
         """What a method's rows evaluate with on this contrast (the intensity baseline scores
         the intensity itself: its negative on T1, the intensity on FLAIR and T2)."""
-        sets = method_spec(row.method).evaluate(self.contrast)
-        return [a for k, v in sets.items() for a in ("--set", f"evaluate.{k}={v}")]
+        values = method_spec(row.method).evaluate(self.contrast)
+        return {"evaluate": dict(values)} if values else {}
 
     def data_steps(self) -> list[Step]:
         """Generating the phantom (nothing for real scans or a given ``phantom``)."""
-        steps: list[Step] = []
         b = self.budget
-        if self.data == "phantom" and self.phantom is None:
-            root = self.work / "phantom"
-            steps.append(
-                Step(
-                    (
-                        "jaxuad-phantom", "--out", str(root), "--n-healthy",
-                        str(b.phantom_healthy), "--n-lesion", str(b.phantom_lesion),
-                        "--seed", "0", "--overwrite", *self._quiet,
-                    ),
-                    self._done("phantom"),
-                )
-            )  # fmt: skip
-        return steps
+        if self.data != "phantom" or self.phantom is not None:
+            return []
+        make = MakePhantom(self.progress, self.work / "phantom", b.phantom_healthy,
+                           b.phantom_lesion)  # fmt: skip
+        return [Step(make, self._done("phantom"))]
 
     def experiment_steps(self) -> list[Step]:
         """Training, calibration, restoration and evaluation. Needs the data to exist (run
@@ -183,8 +170,7 @@ class Reproduction:
         held_csv = self._manifest("heldout", held_ids)
         _, test = self._healthy_and_test()
         runs = BAUR_RUNS if self.paper == "baur" else CHEN_RUNS
-        done = self._done
-        mod = ["--modality", self.contrast]
+        done, show, mod = self._done, self.progress, self.contrast
         steps = []
         rows = self.rows()
         for run in dict.fromkeys(r.run for r in rows if r.run in runs):
@@ -193,47 +179,23 @@ class Reproduction:
                 f"{variant}-smoke" if variant and self.budget.variant == "smoke" else variant
             ) or self.budget.variant
             wd = self.work / run
-            argv = ["jaxuad-train", "--model", model, "--variant", variant, "--data"]
-            argv += [str(train_csv), *mod, "--workdir", str(wd), *self._train_overrides()]
-            steps.append(
-                Step((*argv, *self._quiet), done(f"train-{run}"), wd / "checkpoints", (run,))
-            )
+            command = Train(show, model, variant, train_csv, mod, wd, self._train_changes())
+            steps.append(Step(command, done(f"train-{run}"), wd / "checkpoints", (run,)))
         for row in rows:
-            wd, key = self.work / row.run, row_key(row)
-            sets = self._restore_overrides(row.method)
-            method = ["--method", row.method] + (["--prior", row.prior] if row.prior else [])
+            wd, key, tags = self.work / row.run, row_key(row), (row.run, row_key(row))
+            changes = self._restore_changes(row.method)
             if row.prior:
-                steps.append(
-                    Step(
-                        ("jaxuad-restore", "--calibrate", "--workdir", str(wd), "--data",
-                         str(held_csv), *method, *sets, *self._quiet),
-                        done(f"calibrate-{key}"),
-                        tags=(row.run, key),
-                    )
-                )  # fmt: skip
+                command = Calibrate(show, wd, held_csv, row.method, row.prior, changes)
+                steps.append(Step(command, done(f"calibrate-{key}"), tags=tags))
             preds = {}
-            run_dir = ("--workdir", str(wd)) if row.run in runs else ()
             for part, data in (("healthy", held_csv), ("test", test)):
                 preds[part] = self.work / "pred" / key / part
-                steps.append(
-                    Step(
-                        ("jaxuad-restore", *run_dir, "--data", str(data), *mod,
-                         "--out", str(preds[part]), "--overwrite", *method, *sets,
-                         *self._quiet),
-                        done(f"restore-{key}-{part}"),
-                        tags=(row.run, key),
-                    )
-                )  # fmt: skip
-            steps.append(
-                Step(
-                    ("jaxuad-evaluate", "--pred", str(preds["test"]), "--data", str(test),
-                     *mod, "--healthy", str(preds["healthy"]), "--out",
-                     str(self.work / "eval" / key), *self._evaluate_overrides(row),
-                     *self._quiet),
-                    done(f"evaluate-{key}"),
-                    tags=(row.run, key),
-                )
-            )  # fmt: skip
+                command = Restore(show, wd if row.run in runs else None, data, mod,
+                                  preds[part], row.method, row.prior, changes)  # fmt: skip
+                steps.append(Step(command, done(f"restore-{key}-{part}"), tags=tags))
+            command = Evaluate(show, preds["test"], test, mod, preds["healthy"],
+                               self.work / "eval" / key, self._evaluate_changes(row))  # fmt: skip
+            steps.append(Step(command, done(f"evaluate-{key}"), tags=tags))
         return steps
 
     # -- running --------------------------------------------------------------------------
@@ -251,10 +213,10 @@ class Reproduction:
 
         def execute(steps: list[Step], offset: int, total: int | None) -> None:
             for i, step in enumerate(steps, offset + 1):
-                argv = list(step.argv)
-                if step.resume is not None and step.resume.is_dir() and any(step.resume.iterdir()):
-                    argv.append("--resume")
-                shown = shlex.join(argv)
+                resume = bool(
+                    step.resume is not None and step.resume.is_dir() and any(step.resume.iterdir())
+                )
+                shown = shlex.join(step.command.argv() + (["--resume"] if resume else []))
                 of = f"/{total}" if total else ""
                 elapsed = tqdm.format_interval(time.perf_counter() - t_start)
                 if step.done.exists():
@@ -273,7 +235,7 @@ class Reproduction:
                     f.write(shown + "\n")
                 t0 = time.perf_counter()
                 try:
-                    run_command(argv)
+                    run_command(step.command, resume)
                 except ReproduceError as e:
                     if not step.tags:
                         raise

@@ -34,7 +34,7 @@ class Budget:
     samples: int | None = None  # L decoder samples of the local Gaussian (None: 16)
     anogan_steps: int | None = None  # AnoGAN latent search steps (None: 100)
     calibrate_slices: int | None = None  # healthy slices of the lambda search (None: 64)
-    lam_grid: str | None = None  # lambda values searched, comma-separated (None: 0.1..1e4)
+    lam_grid: tuple[float, ...] | None = None  # lambda values searched (None: 0.1..1e4)
     learning_rate: float | None = None  # training learning rate (None: the paper's)
     variant: str = "default"  # config variant (smoke: tiny shapes, for tests)
     phantom_healthy: int = 12  # phantom cohort sizes
@@ -50,7 +50,7 @@ class Budget:
         return ", ".join(cut) if cut else "the papers' settings throughout"
 
 
-DECADES = "0.1,1,10,100,1000,10000"
+DECADES = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4)
 _SMOKE = Budget(
     epochs=1,
     holdout=2,

@@ -1,4 +1,5 @@
-"""Steps of a reproduction: one jaxuad command line each, run in this process."""
+"""Steps of a reproduction: one library call each (a :class:`~jaxuad.reproduce.commands.Command`,
+recorded as its jaxuad command line), run in this process."""
 
 from __future__ import annotations
 
@@ -6,18 +7,22 @@ import csv
 import datetime
 import io
 import json
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from jaxuad.core.errors import JaxuadError
+from jaxuad.reproduce.commands import Command
 
 
 @dataclass(frozen=True)
 class Step:
     """One command of a reproduction, with what marks it done and what it belongs to."""
 
-    argv: tuple[str, ...]  # a jaxuad command line
+    command: Command
     done: Path  # written after the step succeeds; its presence skips the step
-    resume: Path | None = None  # when this exists (a killed training run), add --resume
+    resume: Path | None = None  # when this holds files (a killed training run), resume it
     # What a step belongs to, general to specific: (run,) for training, (run, row) for a
     # row's steps. A failure fails the most specific tag, so a diverged training run skips
     # all its rows and a failed restoration only its own row; later steps carrying a failed
@@ -29,29 +34,16 @@ class ReproduceError(RuntimeError):
     """A step failed; the message names the step and the problem."""
 
 
-def run_command(argv: list[str]) -> None:
-    """Runs one jaxuad command line in this process; raises :class:`ReproduceError`."""
-    from jaxuad.cli import evaluate, phantom, restore, train
-    from jaxuad.config import ConfigError
-    from jaxuad.data import DataError
-
-    mains = {
-        "jaxuad-train": train.main,
-        "jaxuad-restore": restore.main,
-        "jaxuad-evaluate": evaluate.main,
-        "jaxuad-phantom": phantom.main,
-    }
-    shown = " ".join(argv)
+def run_command(command: Command, resume: bool = False) -> None:
+    """Runs one command in this process; raises :class:`ReproduceError` naming its command
+    line."""
+    shown = shlex.join(command.argv() + (["--resume"] if resume else []))
     try:
-        rc = mains[argv[0]](argv[1:])
-    except SystemExit as e:  # argparse
-        rc = e.code
-    except (DataError, ConfigError) as e:
+        command(resume)
+    except JaxuadError as e:  # bad data or config: its own one-line message
         raise ReproduceError(f"{shown}: {e}") from None
     except Exception as e:  # a training divergence, an I/O error: name the step
         raise ReproduceError(f"{shown}: {type(e).__name__}: {e}") from e
-    if rc:
-        raise ReproduceError(f"{shown}: exit code {rc}")
 
 
 CODE_PATHS = ("jaxuad", "configs", "bin", "pyproject.toml")  # what decides a result
