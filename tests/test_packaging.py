@@ -24,7 +24,11 @@ def test_pyproject_lists_every_package():
     found = {
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "jaxuad").rglob("__init__.py")
     }
-    assert set(tool["packages"]) == found | {"jaxuad.configs"}
+    found |= {  # configs/ is installed as jaxuad.configs
+        ".".join(("jaxuad", *p.parent.relative_to(ROOT).parts))
+        for p in (ROOT / "configs").rglob("__init__.py")
+    }
+    assert set(tool["packages"]) == found
     assert tool["package-dir"] == {"jaxuad.configs": "configs"}
 
 

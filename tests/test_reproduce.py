@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from jaxuad.reproduce import BUDGETS, CHEN_ROWS, Reproduction, Row, claims, row_key
+from jaxuad.reproduce import Reproduction, Row, claims, load_protocol, row_key
+
+BAUR, CHEN = load_protocol("baur"), load_protocol("chen")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -22,7 +24,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def test_real_split_holds_out_20_subjects(tmp_path, paper, budget):
     r = Reproduction(paper, "real", budget, work=tmp_path, results=tmp_path, shared=SHARED)
     train, held = r.split()
-    b = BUDGETS[(paper, "real", budget)]
+    b = load_protocol(paper).budget("real", budget)
     assert not set(train) & set(held)
     assert len(held) == (b.threshold_subjects or 20)
     n_ixi = len(list((SHARED / "ixi").glob("sub-*_T1w.nii.gz")))
@@ -45,13 +47,13 @@ def _metrics(dice: dict[str, float], auroc: float = 0.5):
 def test_claims_report_each_pair_and_verdict():
     dice = {"percentile": 0.5}
     rows = [
-        (Row("dAE", "dae"), _metrics({"percentile": 0.2})),
-        (Row("sAE", "sae"), _metrics({"percentile": 0.3})),
-        (Row("dVAE", "dvae"), _metrics({"percentile": 0.4})),
-        (Row("sVAE", "svae"), _metrics(dice)),
-        (Row("AE-GAN", "sae_gan"), _metrics({"percentile": 0.1})),
+        (Row("dAE", "dae", "reconstruction"), _metrics({"percentile": 0.2})),
+        (Row("sAE", "sae", "reconstruction"), _metrics({"percentile": 0.3})),
+        (Row("dVAE", "dvae", "reconstruction"), _metrics({"percentile": 0.4})),
+        (Row("sVAE", "svae", "reconstruction"), _metrics(dice)),
+        (Row("AE-GAN", "sae_gan", "reconstruction"), _metrics({"percentile": 0.1})),
     ]
-    text = "\n".join(claims("baur", rows))
+    text = "\n".join(claims(BAUR, rows))
     assert "spatial better than dense: at percentile: **holds**" in text
     assert "sae-reconstruction 0.300 vs dae-reconstruction 0.200" in text
     assert "svae-reconstruction 0.500 vs dvae-reconstruction 0.400" in text
@@ -59,11 +61,11 @@ def test_claims_report_each_pair_and_verdict():
     assert "adversarial training helps: at percentile: **does not hold**" in text
     assert "anovaegan" not in text
     # A single counter-example breaks a claim; a missing row leaves it unmeasured.
-    rows[1] = (Row("sAE", "sae"), _metrics({"percentile": 0.2}))
+    rows[1] = (Row("sAE", "sae", "reconstruction"), _metrics({"percentile": 0.2}))
     assert "spatial better than dense: at percentile: **does not hold**" in "\n".join(
-        claims("baur", rows)
+        claims(BAUR, rows)
     )
-    chen = "\n".join(claims("chen", []))
+    chen = "\n".join(claims(CHEN, []))
     assert chen.count("not measured") == 4  # three claims, and the baselines
 
 
@@ -83,12 +85,12 @@ def test_every_table_has_the_baselines_run_through_the_same_pipeline(paper, tmp_
 
 def test_best_model_is_read_against_each_baseline():
     rows = [
-        (Row("sAE", "sae"), _metrics({"percentile": 0.3}, auroc=0.8)),
-        (Row("dAE", "dae"), _metrics({"percentile": 0.4}, auroc=0.7)),
+        (Row("sAE", "sae", "reconstruction"), _metrics({"percentile": 0.3}, auroc=0.8)),
+        (Row("dAE", "dae", "reconstruction"), _metrics({"percentile": 0.4}, auroc=0.7)),
         (Row("intensity", "intensity", "intensity"), _metrics({"percentile": 0.2}, auroc=0.75)),
         (Row("atlas", "atlas", "atlas"), _metrics({"percentile": 0.35}, auroc=0.6)),
     ]
-    text = "\n".join(claims("baur", rows))
+    text = "\n".join(claims(BAUR, rows))
     assert "best model (sae-reconstruction) beats the intensity baseline: **yes**" in text
     assert "AUROC 0.800 vs 0.750 (+0.050)" in text
     assert "beats the atlas baseline: **no** (" in text  # Dice 0.30 < 0.35
@@ -96,7 +98,7 @@ def test_best_model_is_read_against_each_baseline():
 
 
 def test_chen_rows_cover_every_method_and_prior():
-    keys = {row_key(r) for r in CHEN_ROWS}
+    keys = {row_key(r) for r in CHEN.rows}
     for method in ("vae_chen-map", "gmvae-gmvae_map", "vae_chen-lg_est", "vae_chen-lg_neural"):
         assert {f"{method}-tv", f"{method}-l1"} <= keys
     assert {"aae-lg_neural-tv", "aae-lg_neural-l1", "vae_chen-reconstruction"} <= keys

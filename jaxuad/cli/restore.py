@@ -3,8 +3,6 @@ the restoration weight lambda on healthy scans."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from jaxuad.cli._common import (
     add_devices,
     add_modality,

@@ -23,35 +23,35 @@ Protocols (issue 5):
 
 Budgets: ``paper`` is the papers' settings (150 epochs, AnoGAN's 82; 800 restoration
 iterations, L = 16, AnoGAN's 100 search steps). ``small`` cuts epochs, subjects and
-iterations to fit 2 hours on 2 CPU cores (minutes on the phantom); every cut is in
-:data:`BUDGETS` and printed in each table's header. ``smoke`` is for tests.
+iterations to fit 2 hours on 2 CPU cores (minutes on the phantom); every cut is in each
+paper's protocol (``configs/reproduce/<paper>.py``) and printed in each table's header.
+``smoke`` is for tests.
 """
 
 from jaxuad.reproduce.claims import claims
 from jaxuad.reproduce.plan import Reproduction
 from jaxuad.reproduce.protocols import (
-    BAUR_ROWS,
-    BUDGETS,
-    CHEN_ROWS,
     DATASETS,
     PAPERS,
     SHARED_DATA_ENV,
     Budget,
+    Claim,
+    Protocol,
     Row,
+    load_protocol,
     row_key,
     shared_data,
 )
 from jaxuad.reproduce.runner import ReproduceError, Step, default_results, git_commit
 
 __all__ = [
-    "BAUR_ROWS",
-    "BUDGETS",
-    "CHEN_ROWS",
     "DATASETS",
     "PAPERS",
     "SHARED_DATA_ENV",
     "shared_data",
     "Budget",
+    "Claim",
+    "Protocol",
     "ReproduceError",
     "Reproduction",
     "Row",
@@ -59,5 +59,6 @@ __all__ = [
     "claims",
     "default_results",
     "git_commit",
+    "load_protocol",
     "row_key",
 ]

@@ -17,7 +17,7 @@ protocols:
   phantom  the same pipeline on jaxuad's brain phantom (generated into the work folder), once
            per --contrast.
 
-budgets (each table's header prints every setting; see jaxuad/reproduce/protocols.py BUDGETS):
+budgets (each table's header prints every setting; see configs/reproduce/PAPER.py):
   paper    the paper's settings: {paper}
   small    {small}
   smoke    tiny models and a few slices, for tests only

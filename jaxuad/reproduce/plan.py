@@ -18,16 +18,7 @@ from jaxuad.config import Changes, RestoreConfig
 from jaxuad.core.io import write_json, write_text
 from jaxuad.reproduce.claims import claims
 from jaxuad.reproduce.commands import Calibrate, Evaluate, MakePhantom, Restore, Train
-from jaxuad.reproduce.protocols import (
-    BAUR_ROWS,
-    BAUR_RUNS,
-    BUDGETS,
-    CHEN_ROWS,
-    CHEN_RUNS,
-    Budget,
-    Row,
-    row_key,
-)
+from jaxuad.reproduce.protocols import Budget, Protocol, Row, load_protocol, row_key
 from jaxuad.reproduce.runner import (
     ReproduceError,
     Step,
@@ -60,8 +51,12 @@ class Reproduction:
     failures: dict[str, str] = dataclasses.field(default_factory=dict)  # tag -> error, this run
 
     @property
+    def protocol(self) -> Protocol:
+        return load_protocol(self.paper)
+
+    @property
     def budget(self) -> Budget:
-        return BUDGETS[(self.paper, self.data, self.budget_name)]
+        return self.protocol.budget(self.data, self.budget_name)
 
     @property
     def name(self) -> str:
@@ -69,7 +64,7 @@ class Reproduction:
         return f"{self.paper}-{data}-{self.budget_name}"
 
     def rows(self) -> list[Row]:
-        rows = BAUR_ROWS if self.paper == "baur" else CHEN_ROWS
+        rows = list(self.protocol.rows)
         if self.only:
             rows = [r for r in rows if row_key(r) in self.only or r.run in self.only]
         return rows
@@ -169,7 +164,7 @@ class Reproduction:
         train_csv = self._manifest("train", train_ids)
         held_csv = self._manifest("heldout", held_ids)
         _, test = self._healthy_and_test()
-        runs = BAUR_RUNS if self.paper == "baur" else CHEN_RUNS
+        runs = self.protocol.runs
         done, show, mod = self._done, self.progress, self.contrast
         steps = []
         rows = self.rows()
@@ -354,7 +349,7 @@ class Reproduction:
         if rows:
             figures = ["", "![Dice](dice.png)", "", "![residuals](residuals.png)"]
             self._figures([r for r, _ in rows], labelled)
-        text = "\n".join([*self._header(), *table, *figures, "", *claims(self.paper, rows)])
+        text = "\n".join([*self._header(), *table, *figures, "", *claims(self.protocol, rows)])
         write_text(text + "\n", self.results / "table.md")
 
     def _figures(self, rows_done: list[Row], labelled: list[EvalResult]) -> None:
@@ -370,7 +365,7 @@ class Reproduction:
         _, test = self._healthy_and_test()
         (s,) = [s for s in discover(test, self.contrast) if s.id == sid]
         vol = load_volume(s.id, s.image, s.brainmask, s.lesion)
-        key = "percentile" if self.paper == "baur" else "fpr1"
+        key = self.protocol.threshold
         rows = []
         for row, m in zip(rows_done, labelled, strict=True):
             filtered, *_ = read_nifti(

@@ -1,8 +1,13 @@
-"""The reproductions' protocols: papers, data sets, budgets and the rows of each table."""
+"""The types of a reproduction's protocol, and how one is found.
+
+A paper's protocol (its training runs, table rows, budgets and claims) is configuration, as
+a model's config is: it lives in ``configs/reproduce/<paper>.py`` (installed as
+``jaxuad.configs.reproduce``), whose ``get_protocol()`` returns a :class:`Protocol`."""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +55,7 @@ class Budget:
         return ", ".join(cut) if cut else "the papers' settings throughout"
 
 
-DECADES = (0.1, 1.0, 10.0, 100.0, 1e3, 1e4)
-_SMOKE = Budget(
+SMOKE = Budget(
     epochs=1,
     holdout=2,
     slices="middle:8",
@@ -61,43 +65,7 @@ _SMOKE = Budget(
     calibrate_slices=4,
     steps=5,
     anogan_steps=3,
-)
-BUDGETS: dict[tuple[str, str, str], Budget] = {
-    # Baur et al.: 150 epochs (AnoGAN 82), reconstruction, AnoGAN's 100-step latent search.
-    ("baur", "real", "paper"): Budget(),
-    ("baur", "real", "small"): Budget(epochs=2, train_subjects=30, anogan_steps=15),
-    ("baur", "phantom", "paper"): Budget(holdout=4),
-    ("baur", "phantom", "small"): Budget(epochs=4, holdout=4, slices="middle:32", anogan_steps=15),
-    # Chen et al.: Adam 2e-5 for (their) 150 epochs; 800 iterations, L = 16.
-    ("chen", "real", "paper"): Budget(),
-    # small: 50 iterations at 8x the step size reach as far as the paper's 800 at 5e-3 can
-    # move a pixel (Adam moves each by at most ~lr per step); lambda on a decade grid.
-    ("chen", "real", "small"): Budget(
-        epochs=8,
-        train_subjects=20,
-        threshold_subjects=5,
-        steps=50,
-        restore_learning_rate=4e-2,
-        samples=4,
-        calibrate_slices=16,
-        lam_grid=DECADES,
-        learning_rate=1e-3,
-    ),
-    ("chen", "phantom", "paper"): Budget(holdout=4),
-    ("chen", "phantom", "small"): Budget(
-        epochs=10,
-        holdout=4,
-        threshold_subjects=2,
-        slices="middle:16",
-        steps=50,
-        restore_learning_rate=4e-2,
-        samples=4,
-        calibrate_slices=8,
-        lam_grid=DECADES,
-        learning_rate=1e-3,
-    ),
-    **{(p, d, "smoke"): _SMOKE for p in PAPERS for d in DATASETS},
-}
+)  # every paper's and data set's ``smoke`` budget: tiny shapes, for tests
 
 
 @dataclass(frozen=True)
@@ -106,63 +74,45 @@ class Row:
 
     label: str  # as the paper names it
     run: str  # training run (work folder name)
-    method: str = "reconstruction"
+    method: str  # restoration method
     prior: str | None = None  # tv | l1 for the iterative methods
-
-
-# (work folder, --model, --variant or None)
-BAUR_RUNS = {
-    "dae": ("dae", None),
-    "sae1": ("sae", "sae1"),
-    "sae": ("sae", None),
-    "sae_gan": ("sae_gan", None),
-    "dvae": ("dvae", None),
-    "svae": ("svae", None),
-    "anovaegan": ("anovaegan", None),
-    "anogan": ("anogan", None),
-    "atlas": ("atlas", None),
-}
-# Every table ends with the voxel-wise baselines, so each claim is read against them
-# (intensity needs no training run; the atlas is "trained" by jaxuad-train --model atlas).
-BASELINE_ROWS = [
-    Row("intensity (baseline)", "intensity", "intensity"),
-    Row("voxel-wise atlas (baseline)", "atlas", "atlas"),
-]
-BAUR_ROWS = [
-    Row("dAE", "dae"),
-    Row("sAE (8x8 bottleneck)", "sae1"),
-    Row("sAE (16x16 bottleneck)", "sae"),
-    Row("AE-GAN (sAE + D)", "sae_gan"),
-    Row("dVAE", "dvae"),
-    Row("sVAE", "svae"),
-    Row("AnoVAEGAN", "anovaegan"),
-    Row("AnoGAN", "anogan", "anogan"),
-    *BASELINE_ROWS,
-]
-CHEN_RUNS = {
-    "vae_chen": ("vae_chen", None),
-    "aae": ("aae", None),
-    "gmvae": ("gmvae", None),
-    "atlas": ("atlas", None),
-}
-CHEN_ROWS = [
-    Row("VAE (reconstruction)", "vae_chen"),
-    Row("AAE (reconstruction)", "aae"),
-    *[
-        Row(label, run, method, prior)
-        for prior in ("tv", "l1")
-        for label, run, method in (
-            ("VAE-MAP", "vae_chen", "map"),
-            ("GMVAE-MAP", "gmvae", "gmvae_map"),
-            ("VAE-LG(est)", "vae_chen", "lg_est"),
-            ("VAE-LG(neural)", "vae_chen", "lg_neural"),
-            ("AAE-LG", "aae", "lg_neural"),
-        )
-    ],
-    *BASELINE_ROWS,
-]
 
 
 def row_key(row: Row) -> str:
     """The row's folder name: run, method and prior, repeats dropped."""
     return "-".join(dict.fromkeys(p for p in (row.run, row.method, row.prior) if p))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """"A better than B": holds at a threshold when every pair's row A has a strictly
+    higher mean Dice than its row B (rows by :func:`row_key`)."""
+
+    name: str
+    pairs: tuple[tuple[str, str], ...]
+    thresholds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One paper's reproduction."""
+
+    runs: dict[str, tuple[str, str | None]]  # work folder -> (--model, --variant or None)
+    rows: tuple[Row, ...]  # the table, in order; the last rows are the baselines'
+    baselines: tuple[str, ...]  # row keys of the voxel-wise baselines
+    claims: tuple[Claim, ...]
+    threshold: str  # the table's main threshold: the best model against the baselines
+    budgets: dict[tuple[str, str], Budget]  # (data set, budget name) -> Budget
+
+    def budget(self, data: str, name: str) -> Budget:
+        return SMOKE if name == "smoke" else self.budgets[(data, name)]
+
+
+PROTOCOLS_PACKAGE = "jaxuad.configs.reproduce"
+
+
+def load_protocol(paper: str) -> Protocol:
+    """The protocol of ``paper`` (one of :data:`PAPERS`)."""
+    if paper not in PAPERS:
+        raise ValueError(f"no protocol for {paper!r}; papers are {', '.join(PAPERS)}")
+    return importlib.import_module(f"{PROTOCOLS_PACKAGE}.{paper}").get_protocol()
