@@ -276,6 +276,19 @@ class TrainConfig(_Checked):
     # x + n, n Gaussian on a noise_resolution^2 grid, upsampled to the frame.
     noise_resolution: int = 16  # grid cells across the frame (paper: 16 at 128 px)
     noise_std: float = 0.2  # std of the grid values (intensities in [0, 1]: minmax)
+    # Augmentation of training batches on the host (jaxuad/data/augment.py), all off by
+    # default; each batch's draws depend on (seed, step) only, so resuming stays exact.
+    augment_flip: float = 0.0  # probability of a left-right flip per slice
+    augment_intensity: float = 0.0  # gain 1 + U(-a, a) about the background value
+    augment_rotate_deg: float = 0.0  # in-plane rotation U(-r, r) degrees
+    augment_scale: float = 0.0  # zoom 1 + U(-s, s)
+    # Where training slices come from: false = one array in memory (fast for cohorts that
+    # fit); true = an on-disk store beside the run (RUN/slices/, built once and reused on
+    # resume) read a batch at a time by loader_threads Grain threads, each process reading
+    # only its devices' rows. The batches are the same either way, so it may change on
+    # --resume.
+    stream: bool = False
+    loader_threads: int = 4
     log_every: int = 50  # steps between metric fetches (and NaN checks)
     checkpoint_every: int = 500  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 3
@@ -291,8 +304,11 @@ class TrainConfig(_Checked):
     def _check(self):
         self._at_least(1, "epochs", "batch_size", "variance_samples", "log_every")
         self._at_least(1, "noise_resolution")
-        self._at_least(0, "noise_std")
-        self._at_least(1, "checkpoint_every", "keep_checkpoints")
+        self._at_least(0, "noise_std", "augment_rotate_deg")
+        self._within("augment_flip", 0.0, 1.0)
+        self._within("augment_intensity", 0.0, 1.0, closed="[)")
+        self._within("augment_scale", 0.0, 1.0, closed="[)")
+        self._at_least(1, "checkpoint_every", "keep_checkpoints", "loader_threads")
         self._at_least(0, "variance_epochs", "seed", "kl_weight", "adv_weight")
         self._within("seed", 0, 2**32 - 1)  # a PRNG seed is 32 bits
         self._positive("learning_rate", "adv_learning_rate", "variance_learning_rate")

@@ -112,3 +112,39 @@ def test_two_processes_over_loopback_train_and_restore_like_one(trained_run, pha
         np.testing.assert_allclose(
             read_nifti(restored / name)[0], read_nifti(reference / name)[0], atol=1e-6
         )
+
+
+def test_two_processes_streaming_each_read_half_and_train_like_one(
+    trained_run, phantom_dir, tmp_path
+):
+    """train.stream over two processes: process 0 builds the slice store, each reads only
+    its device's half of every global batch, and the weights are the one-process run's."""
+    workdir = tmp_path / "run"
+    cluster = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    argv = [
+        "--model", "svae", "--variant", "smoke", "--data", str(phantom_dir / "healthy"),
+        "--modality", "FLAIR", "--set", "train.epochs=3", "--workdir", str(workdir),
+        "--stream", "--no-progress", *cluster,
+    ]  # fmt: skip
+    code = (  # counts the rows each process reads
+        "import json, sys; from jaxuad.cli import train; from jaxuad.data import store; "
+        "read = store.SliceStore.__getitem__; n = []; "
+        "store.SliceStore.__getitem__ = lambda s, r: n.append(len(r)) or read(s, r); "
+        "train.main(json.loads(sys.argv[1])); print('rows read', sum(n))"
+    )
+    env = _env(XLA_FLAGS="--xla_backend_optimization_level=0")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, json.dumps(argv + ["--process-id", str(i)])],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)  # fmt: skip
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(o[-3000:] for o in outs)
+    one, two = (jax.tree.leaves(load_run(w).params) for w in (trained_run, workdir))
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-5, rtol=0)
+    steps = json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    batch = json.loads((workdir / "config.json").read_text())["train"]["batch_size"]
+    reads = [int(o.rsplit("rows read ", 1)[1].split()[0]) for o in outs]
+    assert reads == [steps * batch // 2] * 2  # each process read its half, no more

@@ -9,6 +9,7 @@ from jaxuad.cli._common import (
     add_modality,
     add_overrides,
     add_progress,
+    flag_overrides,
     parser,
     run,
     start_processes,
@@ -75,8 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         "--resume",
         action="store_true",
         help="continue from the workdir's latest checkpoint; gives the same weights "
-        "as an uninterrupted run. Only train.epochs, keep_checkpoints, checkpoint_every "
-        "and log_every may change",
+        "as an uninterrupted run. Only train.epochs, keep_checkpoints, checkpoint_every, "
+        "log_every, stream and loader_threads may change",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_const",
+        const=True,
+        default=None,
+        help="read training slices from an on-disk store beside the run (RUN/slices/, "
+        "built once) a batch at a time, for cohorts larger than memory; the same batches "
+        "as in memory (sugar for --set train.stream=true; needs the stream extra: "
+        "pip install 'jaxuad[stream]')",
     )
     p.add_argument(
         "--seed",
@@ -100,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     add_progress(p)
     args = p.parse_args(argv)
 
-    config = override(load_config(args.model, args.variant), args.overrides)
+    sets = flag_overrides(args, {"stream": "train.stream"})
+    config = override(load_config(args.model, args.variant), sets)
     data = dataclasses.replace(
         config.data,
         path=args.data if args.data is not None else config.data.path,

@@ -28,10 +28,11 @@ from jaxuad.data import (
     phantom,
     prefetch,
     slice_volume,
-    stack_images,
     write_json,
 )
-from jaxuad.data.preprocess import with_fitted_landmarks
+from jaxuad.data.augment import Augmentation, augment
+from jaxuad.data.preprocess import background_value, with_fitted_landmarks
+from jaxuad.data.store import SliceStore, build_store, open_store, store_key
 from jaxuad.data.template import TEMPLATE_FILE, MeanImage
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
@@ -66,22 +67,49 @@ def training_volumes(config: Config):
     return iter_volumes(dc.path, dc.modality)
 
 
+def _sliced(config: Config, template: MeanImage | None):
+    """(subject id, [n, S, S, k] slices) per training scan, each normalised volume added to
+    ``template`` (the cohort's mean image) on the way."""
+    for v in training_volumes(config):
+        vs = slice_volume(v, config.data)
+        if template is not None:
+            template.add(vs.normalized, v.brainmask, v.affine)
+        yield v.subject, vs.images
+
+
 def training_images(config: Config, template: MeanImage | None = None) -> np.ndarray:
     """[N, S, S, k] training slices of :func:`training_volumes` (and their normalised
     volumes added to ``template``, the cohort's mean image, on the way)."""
-
-    def sliced():
-        for v in training_volumes(config):
-            vs = slice_volume(v, config.data)
-            if template is not None:
-                template.add(vs.normalized, v.brainmask, v.affine)
-            yield vs
-
-    return stack_images(sliced())
+    return np.concatenate([images for _, images in _sliced(config, template)], axis=0)
 
 
-# Settings that change how long a run goes on and what it keeps, never its weights.
-RESUMABLE = ("epochs", "keep_checkpoints", "checkpoint_every", "log_every")
+STORE_FOLDER = "slices"  # the run's slice store (train.stream)
+
+
+def training_store(config: Config, workdir, template: MeanImage | None = None) -> SliceStore:
+    """The training slices as an on-disk :class:`~jaxuad.data.store.SliceStore` in
+    ``workdir/slices``: built once (process 0; the others wait for it), reused while the
+    data settings and input files are unchanged."""
+    from jaxuad.config import to_dict
+
+    dc, folder = config.data, Path(workdir) / STORE_FOLDER
+    key = store_key(to_dict(config)["data"], dc.path, dc.modality)
+    store = open_store(folder, key)
+    if store is None and distributed.is_primary():
+        store = build_store(folder, _sliced(config, template), key)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("jaxuad slice store")
+        store = store or open_store(folder, key)
+    return store
+
+
+# Settings that change how long a run goes on, what it keeps and where its batches are read
+# from, never its weights.
+RESUMABLE = (
+    "epochs", "keep_checkpoints", "checkpoint_every", "log_every", "stream", "loader_threads"
+)
 
 
 def _check_resume_config(stored: Config, config: Config) -> None:
@@ -264,7 +292,10 @@ def _train(config, workdir, resume, images, stop_after, progress, devices):
         _check_resume_config(stored, config)
     # Data is loaded and validated before anything is written: bad input leaves no run.
     template = MeanImage()
-    if images is None:
+    if images is None and tc.stream:
+        _grain()  # before the store is built
+        images = training_store(config, workdir, template)
+    elif images is None:
         images = training_images(config, template)
     n = images.shape[0]
     if n < tc.batch_size:
@@ -285,9 +316,56 @@ def _train(config, workdir, resume, images, stop_after, progress, devices):
                  progress, template)  # fmt: skip
 
 
+def _grain():
+    try:
+        import grain
+    except ImportError:
+        raise ConfigError("train.stream needs Grain: pip install 'jaxuad[stream]'") from None
+    return grain
+
+
+def _batches(config: Config, images, start: int, end: int, steps_per_epoch: int, mesh):
+    """(host batches of steps ``start`` to ``end``, how to put one on the mesh). Step s's
+    rows are ``batch_indices`` of its epoch whatever ``images`` is; an in-memory array is
+    indexed on the prefetch thread, a :class:`SliceStore` read by ``train.loader_threads``
+    Grain threads, each process reading only its own devices' rows."""
+    tc = config.train
+    n, shape = len(images), (tc.batch_size, *images.shape[1:])
+    sharding = distributed.batch_sharding(mesh)
+    aug = Augmentation(tc.augment_flip, tc.augment_intensity, tc.augment_rotate_deg,
+                       tc.augment_scale)  # fmt: skip
+    fill = background_value(config.data.normalization)
+
+    def rows(s: int) -> np.ndarray:
+        return batch_indices(n, tc.batch_size, tc.seed, s // steps_per_epoch)[s % steps_per_epoch]
+
+    def host(s: int, part: slice = slice(None)) -> np.ndarray:
+        x = images[rows(s)[part]]
+        return augment(x, aug, seed=tc.seed, step=s, fill=fill, part=part,
+                       batch_size=tc.batch_size)  # fmt: skip
+
+    if not isinstance(images, SliceStore):
+        return (host(s) for s in range(start, end)), lambda b: distributed.put(b, sharding)
+    grain = _grain()
+
+    parts = list(sharding.addressable_devices_indices_map(shape).items())
+    threads = tc.loader_threads
+    stream = (
+        grain.MapDataset.range(start, end)
+        .map(lambda s: [host(s, index[0]) for _, index in parts])
+        .to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2 * threads))
+    )
+
+    def put(local: list[np.ndarray]) -> jax.Array:
+        shards = [jax.device_put(x, d) for (d, _), x in zip(parts, local, strict=True)]
+        return jax.make_array_from_single_device_arrays(shape, sharding, shards)
+
+    return iter(stream), put
+
+
 def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_after, progress,
           template=None):  # fmt: skip
-    tc, n = config.train, images.shape[0]
+    tc = config.train
     primary = distributed.is_primary()
     if primary:
         save_json(config, workdir / "config.json")
@@ -319,10 +397,7 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
             print(f"{workdir}: already at step {start} of {total}; nothing to train")
         return TrainResult(state, start, {}, workdir)
 
-    def batches():
-        for s in range(start, end):
-            order = batch_indices(n, tc.batch_size, tc.seed, s // steps_per_epoch)
-            yield images[order[s % steps_per_epoch]]
+    batches, put = _batches(config, images, start, end, steps_per_epoch, mesh)
 
     bar = tqdm(
         total=total,
@@ -372,9 +447,8 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
 
     step = start
     try:
-        sharded = distributed.batch_sharding(mesh)
         with held_interrupts() as pending:
-            for batch in prefetch(batches(), put=lambda b: distributed.put(b, sharded)):
+            for batch in prefetch(batches, put=put):
                 if pending:
                     pending.pop()()  # the signal's own handler: KeyboardInterrupt
                 state, metrics = train_step(state, batch, key)
