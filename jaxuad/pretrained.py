@@ -1,9 +1,15 @@
 """Installed runs: detectors a user can name instead of giving a folder.
 
-Runs live in one folder, ``$JAXUAD_MODELS`` or ``~/.cache/jaxuad/models``, one sub-folder
-per name (``bin/build-pretrained --install`` puts the pretrained atlas there as
-``atlas-ixi-t1``). ``jaxuad-detect --workdir NAME`` and ``jaxuad-models`` read it; nothing
-is downloaded and nothing is read at import.
+Runs are found in two places, nothing downloaded and nothing read at import:
+
+* the models folder, ``$JAXUAD_MODELS`` or ``~/.cache/jaxuad/models``, one sub-folder per
+  name (``jaxuad-models --install``; ``bin/build-pretrained --install`` puts the pretrained
+  atlas there as ``atlas-ixi-t1``);
+* companion packages: a wheel built by :func:`package_run` (``bin/build-pretrained
+  --wheel``) holds a run as package data and names it in the ``jaxuad.models`` entry-point
+  group, so ``pip install jaxuad_models_atlas_ixi_t1-*.whl`` makes it known by name.
+
+``jaxuad-detect --workdir NAME`` and ``jaxuad-models`` read both (the folder first).
 
     >>> from pathlib import Path
     >>> resolve_run(".") == Path(".")  # a folder is a run as it is
@@ -13,7 +19,12 @@ is downloaded and nothing is read at import.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata, resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,6 +33,7 @@ from jaxuad.core.io import OutputFolder
 
 MODELS_ENV = "JAXUAD_MODELS"
 CARD = "MODEL_CARD.md"
+ENTRY_POINTS = "jaxuad.models"  # name = the package holding the run folder of that name
 
 
 class Installed(NamedTuple):
@@ -37,16 +49,32 @@ def models_dir() -> Path:
     return Path(os.environ.get(MODELS_ENV) or Path.home() / ".cache" / "jaxuad" / "models")
 
 
+def _summary(folder: Path) -> str:
+    card = folder / CARD
+    lines = card.read_text(encoding="utf-8").splitlines() if card.is_file() else []
+    return lines[0].lstrip("# ") if lines else ""
+
+
+def _packaged() -> dict[str, Path]:
+    """Runs shipped by installed companion packages, by name."""
+    found = {}
+    for ep in metadata.entry_points(group=ENTRY_POINTS):
+        folder = Path(str(resources.files(ep.value) / ep.name))
+        if (folder / "config.json").is_file():
+            found[ep.name] = folder
+    return found
+
+
 def installed() -> list[Installed]:
-    """The installed runs, by name."""
+    """The installed runs, by name: the models folder's, then the packaged ones it lacks."""
     root = models_dir()
-    found = []
+    found = {}
     for d in sorted(root.iterdir()) if root.is_dir() else []:
         if d.is_dir() and (d / "config.json").is_file():
-            card = d / CARD
-            lines = card.read_text(encoding="utf-8").splitlines() if card.is_file() else []
-            found.append(Installed(d.name, d, lines[0].lstrip("# ") if lines else ""))
-    return found
+            found[d.name] = Installed(d.name, d, _summary(d))
+    for name, folder in sorted(_packaged().items()):
+        found.setdefault(name, Installed(name, folder, _summary(folder)))
+    return list(found.values())
 
 
 def resolve_run(run) -> Path:
@@ -58,11 +86,15 @@ def resolve_run(run) -> Path:
     path = Path(run)
     if path.is_dir():
         return path
-    if path.name == str(run) and (models_dir() / path.name / "config.json").is_file():
-        return models_dir() / path.name
+    if path.name == str(run):
+        if (models_dir() / path.name / "config.json").is_file():
+            return models_dir() / path.name
+        if path.name in (packaged := _packaged()):
+            return packaged[path.name]
     names = ", ".join(m.name for m in installed()) or "none"
     raise ConfigError(
-        f"{run}: no such run folder, nor an installed run (installed in {models_dir()}: {names})"
+        f"{run}: no such run folder, nor an installed run (in {models_dir()} or a companion "
+        f"package: {names})"
     )
 
 
@@ -92,4 +124,69 @@ def install(run, name: str, overwrite: bool = False) -> Path:
     return dst
 
 
-__all__ = ["MODELS_ENV", "Installed", "install", "installed", "models_dir", "resolve_run"]
+def package_run(run, name: str, out, version: str = "1.0", licence: str = "") -> Path:
+    """Builds a companion wheel holding the run folder ``run`` as ``name`` (its model card
+    as the package's description) into the folder ``out``; returns the wheel's path.
+
+    ``pip install`` of that wheel makes the run known to :func:`installed` and
+    :func:`resolve_run` (``jaxuad-detect --workdir NAME``), offline. Needs setuptools (the
+    wheel is built without build isolation, so without a package index).
+    """
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise ConfigError(f"{run}: not a run folder (no config.json)")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+        raise ConfigError(f"{name!r}: a packaged model's name is lower-case letters, digits, -")
+    module = "jaxuad_models_" + name.replace("-", "_")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp)
+        shutil.copytree(run, src / module / name, ignore=shutil.ignore_patterns(".*"))
+        card = run / CARD
+        (src / module / "__init__.py").write_text(
+            f'"""The jaxuad run {name!r} as package data (see its MODEL_CARD.md)."""\n'
+        )
+        (src / "README.md").write_text(card.read_text() if card.is_file() else name)
+        (src / "pyproject.toml").write_text(f"""\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{module.replace("_", "-")}"
+version = "{version}"
+description = "jaxuad run {name}: {_summary(run) or name}"
+readme = "README.md"
+license = {{text = "{licence or "see MODEL_CARD.md"}"}}
+
+[project.entry-points."{ENTRY_POINTS}"]
+"{name}" = "{module}"
+
+[tool.setuptools]
+packages = ["{module}"]
+
+[tool.setuptools.package-data]
+"{module}" = ["{name}/*", "{name}/**/*"]
+""")
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+             "-w", str(out), str(src)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if r.returncode:
+            raise ConfigError(f"building the wheel of {run} failed: {r.stderr.strip()[-500:]}")
+    (wheel,) = sorted(out.glob(f"{module}-{version}-*.whl"))
+    return wheel
+
+
+__all__ = [
+    "ENTRY_POINTS",
+    "MODELS_ENV",
+    "Installed",
+    "install",
+    "installed",
+    "models_dir",
+    "package_run",
+    "resolve_run",
+]

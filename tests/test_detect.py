@@ -4,6 +4,7 @@ scan's own grid, on the phantom; with ANTsPy also from scans moved off the run's
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import nibabel as nib
@@ -152,6 +153,43 @@ def test_an_installed_detector_is_named_instead_of_given(
     assert report["run"] == str(tmp_path / "models" / "phantom-atlas")
     with pytest.raises(ConfigError, match="phantom-atlas"):  # names what is installed
         _detect("no-such-model", single, tmp_path / "other")
+
+
+def test_a_run_shipped_as_a_companion_wheel_is_known_by_name(
+    detector, phantom_dir, tmp_path, monkeypatch
+):
+    """package_run (bin/build-pretrained --wheel) builds a wheel holding the run; installed
+    with pip, the run is listed by jaxuad-models and detects by name, offline."""
+    import sys
+
+    from jaxuad.pretrained import installed, package_run, resolve_run
+
+    monkeypatch.setenv("JAXUAD_MODELS", str(tmp_path / "models"))  # nothing installed there
+    (detector / "MODEL_CARD.md").write_text("# phantom atlas\n")
+    wheel = package_run(detector, "toy-atlas", tmp_path / "dist", licence="CC0-1.0")
+    assert wheel.name == "jaxuad_models_toy_atlas-1.0-py3-none-any.whl"
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--target", str(site), str(wheel)], check=True)  # fmt: skip
+    listing = subprocess.run([script("jaxuad-models")], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(site)})  # fmt: skip
+    assert listing.returncode == 0 and "toy-atlas" in listing.stdout, listing.stderr
+    assert "phantom atlas" in listing.stdout
+    monkeypatch.syspath_prepend(str(site))
+    assert [m.name for m in installed()] == ["toy-atlas"]
+    folder = resolve_run("toy-atlas")
+    assert folder == site / "jaxuad_models_toy_atlas" / "toy-atlas"
+    assert (folder / "detector.json").is_file() and not (folder / ".lock").exists()
+    shipped = sorted(p.name for p in folder.iterdir())
+    single = tmp_path / "single"
+    single.mkdir()
+    for part in ("FLAIR", "brainmask"):
+        (single / f"sub-l001_{part}.nii.gz").symlink_to(
+            phantom_dir / "lesion" / f"sub-l001_{part}.nii.gz"
+        )
+    assert _detect("toy-atlas", single, tmp_path / "found") == 0
+    assert json.loads((tmp_path / "found" / "detect.json").read_text())["run"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == shipped  # the package is only read
 
 
 def test_a_healthy_scan_as_acquired_gets_a_near_empty_map_on_its_own_grid(tmp_path):

@@ -5,9 +5,11 @@ from __future__ import annotations
 from jaxuad.cli._common import parser, run
 
 EPILOG = """\
-runs are installed in $JAXUAD_MODELS (default ~/.cache/jaxuad/models), one folder per name;
-jaxuad-detect --workdir NAME uses one. bin/build-pretrained --install installs the pretrained
-atlas detector as atlas-ixi-t1.
+runs are installed in $JAXUAD_MODELS (default ~/.cache/jaxuad/models), one folder per name,
+or come with a companion package (pip install jaxuad_models_<name>-*.whl, built by
+jaxuad.pretrained.package_run); jaxuad-detect --workdir NAME uses one.
+bin/build-pretrained --install --wheel installs the pretrained atlas detector as
+atlas-ixi-t1 and packs it into dist/.
 
 examples:
   jaxuad-models
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.name is not None or args.overwrite:
         raise ConfigError("--name and --overwrite go with --install")
     found = installed()
-    print(f"{len(found)} installed in {models_dir()}")
+    print(f"{len(found)} installed (in {models_dir()} or a companion package)")
     for m in found:
         detector = "detector" if (m.path / "detector.json").is_file() else "no detector"
         print(f"  {m.name:24s} {detector:12s} {m.summary}")
