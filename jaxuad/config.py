@@ -289,6 +289,11 @@ class TrainConfig(_Checked):
     # --resume.
     stream: bool = False
     loader_threads: int = 4
+    # Compile the train step in a child process with glibc's default allocator, into the
+    # persistent cache, and load it from there (jaxuad/train/precompile.py): a process that
+    # compiled its own step ran vae_chen up to 2x slower. Only with the commands' runtime
+    # defaults; never changes the weights.
+    precompile: bool = True
     log_every: int = 50  # steps between metric fetches (and NaN checks)
     checkpoint_every: int = 500  # steps between checkpoints (a final one is always written)
     keep_checkpoints: int = 3

@@ -21,15 +21,20 @@ Each default was measured on the project's 2-core CPU machines (see docs/benchma
   threshold to the system, so every step page-faulted its whole working set back in:
   ~30,000 faults (117 MB) and 10-15 % of an sVAE step; ~190,000 faults (740 MB) and 25 % of
   a ``vae_chen`` step when the threshold was 1 GiB; with these options none after the
-  first two steps. The price: the process keeps its peak heap.
+  first two steps. The price: the process keeps its peak heap, and a process that
+  *compiles* a large program in its one arena leaves it fragmented: the same ``vae_chen``
+  step ran at 26-31 img/s in the process that compiled it against 54-56 when loaded from
+  the cache (2 cores; glibc's defaults: 45-49 either way). So ``jaxuad-train`` compiles its
+  step in a child process with glibc's defaults (:func:`jaxuad.train.precompile`), which
+  writes it to the cache, and loads it from there.
 
 The PRNG is not among them: a run's keys are made with the implementation its config names
 (``train.prng_impl``), whatever JAX's default is, so a run restores and resumes bit for bit
 in any process.
 
 Every default yields to the user: an ``XLA_FLAGS`` entry that is already set, an allocator
-option set through ``MALLOC_*`` or ``GLIBC_TUNABLES``, or ``JAXUAD_NO_DEFAULTS=1``, leaves
-the process untouched.
+option set through ``MALLOC_*`` or ``GLIBC_TUNABLES`` (or ``JAXUAD_MALLOC=default``), or
+``JAXUAD_NO_DEFAULTS=1``, leaves the process untouched.
 """
 
 from __future__ import annotations
@@ -40,7 +45,15 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["MALLOC_OPTIONS", "cache_dir", "configure", "malloc_env"]
+__all__ = ["MALLOC_OPTIONS", "applied", "cache_dir", "configure", "malloc_env"]
+
+_APPLIED = {"configured": False, "malloc": False}  # what configure() did in this process
+
+
+def applied() -> dict[str, bool]:
+    """What :func:`configure` applied in this process: ``configured`` (flags and the
+    persistent cache) and ``malloc`` (:data:`MALLOC_OPTIONS`)."""
+    return dict(_APPLIED)
 
 _CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
 
@@ -64,6 +77,8 @@ def _tune_malloc() -> bool:
     """Applies :data:`MALLOC_OPTIONS` to this process (glibc only; nothing if the user has
     set any allocator option). Returns whether it did."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if os.environ.get("JAXUAD_MALLOC") == "default":  # glibc's own defaults, asked for
         return False
     if any(name in os.environ for name in MALLOC_OPTIONS) or "malloc" in os.environ.get(
         "GLIBC_TUNABLES", ""
@@ -104,10 +119,12 @@ def configure() -> bool:
     if os.environ.get("JAXUAD_NO_DEFAULTS") == "1":
         return False
     _set_xla_flags()
-    _tune_malloc()  # before JAX starts the threads that allocate
+    if not _APPLIED["configured"]:
+        _APPLIED["malloc"] = _tune_malloc()  # before JAX starts the threads that allocate
     import jax
 
     jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _APPLIED["configured"] = True
     return True

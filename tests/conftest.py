@@ -25,6 +25,10 @@ from jaxuad.config import load_config
 from jaxuad.data import phantom
 from jaxuad.runtime import configure
 
+# glibc's own allocator in the tests and every command they start: the tests time nothing,
+# and with it no training compiles its step in a child first (jaxuad/train/precompile.py,
+# tested on its own in tests/test_train.py).
+os.environ.setdefault("JAXUAD_MALLOC", "default")
 configure()  # the defaults the command-line tools run with, before any test touches JAX
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -108,3 +108,59 @@ def test_a_signal_during_a_step_saves_that_steps_checkpoint(
     monkeypatch.undo()
     resumed = train(_cfg(), tmp_path, images=smoke_images[:24], resume=True, progress=False)
     assert resumed.steps == 12
+
+
+PRECOMPILE_PROBE = """
+import dataclasses, json, sys
+import numpy as np
+from jaxuad import runtime
+runtime.configure()
+import jax
+from jaxuad.train import train, trainer
+from tests.conftest import smoke_config
+
+hits, first = [], []
+jax.monitoring.register_event_listener(
+    lambda name, **kw: hits.append(name) if name.endswith("cache_hits") else None)
+make = trainer.make_train_step
+
+def counted(*a, **k):  # the hits during the step's first call: its compile or cache load
+    step = make(*a, **k)
+    def call(*args):
+        before = len(hits)
+        out = step(*args)
+        if not first:
+            first.append(len(hits) - before)
+        return out
+    return call
+
+trainer.make_train_step = counted
+cfg = smoke_config("svae")
+tc = dataclasses.replace(cfg.train, epochs=1, precompile=json.loads(sys.argv[1]))
+cfg = dataclasses.replace(cfg, train=tc)
+images = np.random.default_rng(0).uniform(size=(16, 32, 32, 1)).astype(np.float32)
+train(cfg, sys.argv[2], images=images, progress=False)
+print(json.dumps({"malloc": runtime.applied()["malloc"], "first_call_hits": first[0]}))
+"""
+
+
+@pytest.mark.parametrize("precompile", [True, False])
+def test_the_train_step_is_compiled_in_a_child_and_loaded_from_the_cache(precompile, tmp_path):
+    """With the commands' runtime defaults (allocator options, persistent cache), train()
+    compiles its step in a child process and the training process loads it from the cache:
+    its first step call is a cache hit. With train.precompile off it compiles the step
+    itself (a fresh cache: no hit)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("JAXUAD_MALLOC", "XLA_FLAGS")}
+    env |= {"JAXUAD_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(root)}
+    r = subprocess.run([sys.executable, "-c", PRECOMPILE_PROBE, json.dumps(precompile),
+                        str(tmp_path / "run")], env=env, cwd=root, capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    probe = json.loads(r.stdout.strip().splitlines()[-1])
+    assert probe["malloc"]  # the allocator options that make compiling here costly
+    assert (probe["first_call_hits"] >= 1) == precompile, probe

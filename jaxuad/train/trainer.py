@@ -34,6 +34,7 @@ from jaxuad.data.augment import Augmentation, augment
 from jaxuad.data.preprocess import background_value, with_fitted_landmarks
 from jaxuad.data.store import SliceStore, build_store, open_store, store_key
 from jaxuad.data.template import TEMPLATE_FILE, MeanImage
+from jaxuad.train import precompile
 from jaxuad.train.checkpoint import Checkpoints
 from jaxuad.train.run import _abstract_state, _has_checkpoints, build_model
 from jaxuad.train.schemes import phases_for, scheme_of, total_steps
@@ -108,7 +109,8 @@ def training_store(config: Config, workdir, template: MeanImage | None = None) -
 # Settings that change how long a run goes on, what it keeps and where its batches are read
 # from, never its weights.
 RESUMABLE = (
-    "epochs", "keep_checkpoints", "checkpoint_every", "log_every", "stream", "loader_threads"
+    "epochs", "keep_checkpoints", "checkpoint_every", "log_every", "stream", "loader_threads",
+    "precompile",
 )
 
 
@@ -396,6 +398,9 @@ def _loop(config, workdir, images, phases, mesh, total, steps_per_epoch, stop_af
         if primary:
             print(f"{workdir}: already at step {start} of {total}; nothing to train")
         return TrainResult(state, start, {}, workdir)
+    if precompile.worthwhile(config):  # the step from the cache, compiled elsewhere
+        shape = (tc.batch_size, *images.shape[1:])
+        precompile.compile_in_child(config, steps_per_epoch, mesh.devices.size, shape)
 
     batches, put = _batches(config, images, start, end, steps_per_epoch, mesh)
 
