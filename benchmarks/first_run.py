@@ -51,7 +51,8 @@ def worker(spec: dict) -> None:
     cfg = load_config(spec["model"])
     tc = dataclasses.replace(cfg.train, precompile=spec["precompile"], epochs=10**6,
                              log_every=spec["log_every"], checkpoint_every=10**9)  # fmt: skip
-    cfg = dataclasses.replace(cfg, train=tc)
+    data = dataclasses.replace(cfg.data, histogram_match=False)  # the slices are given
+    cfg = dataclasses.replace(cfg, train=tc, data=data)
     s, n = cfg.data.image_size, 4 * cfg.train.batch_size
     images = np.random.default_rng(0).uniform(size=(n, s, s, 1)).astype(np.float32)
     first = []
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="jaxuad-first-run-"))
         counter = iter(range(10**6))
 
-        def measure(name, model=model, steps=steps, log_every=log_every, scratch=scratch):
+        def measure(name, model=model, steps=steps, log_every=log_every, scratch=scratch,
+                    counter=counter):
             if name == "PyTorch eager":
                 return _worker("torch", model, steps, False, malloc_env())
             k = next(counter)
