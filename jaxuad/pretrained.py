@@ -18,18 +18,18 @@ Runs are found in two places, nothing downloaded and nothing read at import:
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
+import zipfile
 from importlib import metadata, resources
 from pathlib import Path
 from typing import NamedTuple
 
 from jaxuad.core.errors import ConfigError
-from jaxuad.core.io import OutputFolder
+from jaxuad.core.io import OutputFolder, atomic_path
 
 MODELS_ENV = "JAXUAD_MODELS"
 CARD = "MODEL_CARD.md"
@@ -124,13 +124,19 @@ def install(run, name: str, overwrite: bool = False) -> Path:
     return dst
 
 
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode()
+
+
 def package_run(run, name: str, out, version: str = "1.0", licence: str = "") -> Path:
-    """Builds a companion wheel holding the run folder ``run`` as ``name`` (its model card
+    """Writes a companion wheel holding the run folder ``run`` as ``name`` (its model card
     as the package's description) into the folder ``out``; returns the wheel's path.
 
     ``pip install`` of that wheel makes the run known to :func:`installed` and
-    :func:`resolve_run` (``jaxuad-detect --workdir NAME``), offline. Needs setuptools (the
-    wheel is built without build isolation, so without a package index).
+    :func:`resolve_run` (``jaxuad-detect --workdir NAME``), offline. The wheel is written
+    directly (a zip with the package, its ``.dist-info`` and a ``RECORD`` of hashes, as the
+    wheel format specifies), so no build tool is needed.
     """
     run = Path(run)
     if not (run / "config.json").is_file():
@@ -138,45 +144,33 @@ def package_run(run, name: str, out, version: str = "1.0", licence: str = "") ->
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
         raise ConfigError(f"{name!r}: a packaged model's name is lower-case letters, digits, -")
     module = "jaxuad_models_" + name.replace("-", "_")
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp)
-        shutil.copytree(run, src / module / name, ignore=shutil.ignore_patterns(".*"))
-        card = run / CARD
-        (src / module / "__init__.py").write_text(
-            f'"""The jaxuad run {name!r} as package data (see its MODEL_CARD.md)."""\n'
-        )
-        (src / "README.md").write_text(card.read_text() if card.is_file() else name)
-        (src / "pyproject.toml").write_text(f"""\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "{module.replace("_", "-")}"
-version = "{version}"
-description = "jaxuad run {name}: {_summary(run) or name}"
-readme = "README.md"
-license = {{text = "{licence or "see MODEL_CARD.md"}"}}
-
-[project.entry-points."{ENTRY_POINTS}"]
-"{name}" = "{module}"
-
-[tool.setuptools]
-packages = ["{module}"]
-
-[tool.setuptools.package-data]
-"{module}" = ["{name}/*", "{name}/**/*"]
-""")
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-             "-w", str(out), str(src)],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if r.returncode:
-            raise ConfigError(f"building the wheel of {run} failed: {r.stderr.strip()[-500:]}")
-    (wheel,) = sorted(out.glob(f"{module}-{version}-*.whl"))
+    info = f"{module}-{version}.dist-info"
+    card = run / CARD
+    description = card.read_text(encoding="utf-8") if card.is_file() else name
+    files = {f"{module}/__init__.py":
+             f'"""The jaxuad run {name!r} as package data (see its MODEL_CARD.md)."""\n'.encode()}
+    for f in sorted(run.rglob("*")):
+        rel = f.relative_to(run)
+        if f.is_file() and not any(part.startswith(".") for part in rel.parts):
+            files[f"{module}/{name}/{rel.as_posix()}"] = f.read_bytes()
+    files[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: {version}\n"
+        f"Summary: jaxuad run {name}: {_summary(run) or name}\n"
+        f"License: {licence or 'see MODEL_CARD.md'}\n"
+        f"Description-Content-Type: text/markdown\n\n{description}"
+    ).encode()
+    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: jaxuad.pretrained\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n")  # fmt: skip
+    files[f"{info}/entry_points.txt"] = f"[{ENTRY_POINTS}]\n{name} = {module}\n".encode()
+    files[f"{info}/top_level.txt"] = f"{module}\n".encode()
+    record = [f"{path},{_record_hash(data)},{len(data)}" for path, data in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    wheel = out / f"{module}-{version}-py3-none-any.whl"
+    with atomic_path(wheel) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for path, data in files.items():
+            z.writestr(path, data)
     return wheel
 
 

@@ -25,10 +25,10 @@ from jaxuad.config import load_config
 from jaxuad.data import phantom
 from jaxuad.runtime import configure
 
-# glibc's own allocator in the tests and every command they start: the tests time nothing,
-# and with it no training compiles its step in a child first (jaxuad/train/precompile.py,
-# tested on its own in tests/test_train.py).
-os.environ.setdefault("JAXUAD_MALLOC", "default")
+# No training in the tests, nor in the commands they start, compiles its step in a child
+# first (jaxuad/train/precompile.py, tested on its own in tests/test_train.py): the tests
+# time nothing, and the child would cost each training seconds.
+os.environ.setdefault("JAXUAD_PRECOMPILE", "0")
 configure()  # the defaults the command-line tools run with, before any test touches JAX
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

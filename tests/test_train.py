@@ -116,8 +116,8 @@ import numpy as np
 from jaxuad import runtime
 runtime.configure()
 import jax
+from jaxuad.config import load_config
 from jaxuad.train import train, trainer
-from tests.conftest import smoke_config
 
 hits, first = [], []
 jax.monitoring.register_event_listener(
@@ -135,9 +135,10 @@ def counted(*a, **k):  # the hits during the step's first call: its compile or c
     return call
 
 trainer.make_train_step = counted
-cfg = smoke_config("svae")
+cfg = load_config("svae", "smoke")  # not tests.conftest: it turns the child compile off
 tc = dataclasses.replace(cfg.train, epochs=1, precompile=json.loads(sys.argv[1]))
-cfg = dataclasses.replace(cfg, train=tc)
+data = dataclasses.replace(cfg.data, histogram_match=False)
+cfg = dataclasses.replace(cfg, train=tc, data=data)
 images = np.random.default_rng(0).uniform(size=(16, 32, 32, 1)).astype(np.float32)
 train(cfg, sys.argv[2], images=images, progress=False)
 print(json.dumps({"malloc": runtime.applied()["malloc"], "first_call_hits": first[0]}))
@@ -155,7 +156,7 @@ def test_the_train_step_is_compiled_in_a_child_and_loaded_from_the_cache(precomp
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("JAXUAD_MALLOC", "XLA_FLAGS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("JAXUAD_PRECOMPILE", "XLA_FLAGS")}
     env |= {"JAXUAD_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(root)}
     r = subprocess.run([sys.executable, "-c", PRECOMPILE_PROBE, json.dumps(precompile),
                         str(tmp_path / "run")], env=env, cwd=root, capture_output=True,

@@ -10,8 +10,9 @@ step for the same shapes and shardings and compiles it into the persistent cache
 training process then loads it from there and never compiles it.
 
 Only where it pays: the runtime defaults applied (:func:`jaxuad.runtime.configure`, as the
-commands do: allocator options and the persistent cache), one process, and
-``train.precompile`` on. A child that fails costs nothing but its time: the training process
+commands do: allocator options and the persistent cache), one process, ``train.precompile``
+on and ``JAXUAD_PRECOMPILE`` not ``0`` (for processes whose configs one cannot reach, such
+as the commands a test suite starts). A child that fails costs nothing but its time: the training process
 then compiles the step itself, as before.
 """
 
@@ -36,6 +37,7 @@ def worthwhile(config: Config) -> bool:
     done = runtime.applied()
     return (
         config.train.precompile
+        and os.environ.get("JAXUAD_PRECOMPILE") != "0"
         and done["configured"]
         and done["malloc"]
         and jax.process_count() == 1
