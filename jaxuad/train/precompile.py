@@ -12,8 +12,8 @@ training process then loads it from there and never compiles it.
 Only where it pays: the runtime defaults applied (:func:`jaxuad.runtime.configure`, as the
 commands do: allocator options and the persistent cache), one process, ``train.precompile``
 on and ``JAXUAD_PRECOMPILE`` not ``0`` (for processes whose configs one cannot reach, such
-as the commands a test suite starts). A child that fails costs nothing but its time: the training process
-then compiles the step itself, as before.
+as the commands a test suite starts). A child that fails costs nothing but its time: the
+training process then compiles the step itself, as before.
 """
 
 from __future__ import annotations
