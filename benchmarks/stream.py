@@ -34,16 +34,14 @@ def cohort(work: Path, unique: int, n: int) -> Path:
         from jaxuad.data import phantom
 
         phantom.write_cohort(scans, unique, 0, "healthy")
+    import dataclasses
+
     from jaxuad.data import discover
+    from jaxuad.data.dataset import write_manifest
 
     subjects = discover(scans, "T1w")[:unique]
-    path = work / f"cohort-{n}.csv"
-    rows = ["subject,image,brainmask,lesion"]
-    for i in range(n):
-        s = subjects[i % len(subjects)]
-        rows.append(f"s{i:05d},{Path(s.image).resolve()},{Path(s.brainmask).resolve()},")
-    path.write_text("\n".join(rows) + "\n")
-    return path
+    listed = (dataclasses.replace(subjects[i % len(subjects)], id=f"s{i:05d}") for i in range(n))
+    return write_manifest(listed, work / f"cohort-{n}.csv")
 
 
 def worker(spec: dict) -> None:
